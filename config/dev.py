@@ -1,0 +1,140 @@
+"""``./dev run | test | manage``: one entry for a newcomer's machine and for CI.
+
+With no DATABASE_URL, an embedded PostgreSQL 16 (the ``pgserver`` package) is started with its
+data under ``var/pgdata`` and reused on the next run. With no CELERY_BROKER_URL, settings fall
+back to kombu's SQLAlchemy transport on that same Postgres, so nothing but Python is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+PY = sys.executable
+DB_NAME = "aftersales"
+
+
+def _embedded_database(stop_on_exit: bool) -> str:
+    """Start (or reuse) the embedded Postgres and return a DATABASE_URL for it."""
+    warnings.filterwarnings("ignore", module="platformdirs")
+    import pgserver
+
+    VAR.mkdir(exist_ok=True)
+    datadir = VAR / "pgdata"
+    print(f"· embedded PostgreSQL in {datadir}", flush=True)
+    server = pgserver.get_server(datadir, cleanup_mode="stop" if stop_on_exit else None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}';")  # noqa: S608 (constant)
+    if "1 row" not in exists:
+        server.psql(f"CREATE DATABASE {DB_NAME};")
+    return f"postgresql://postgres@/{DB_NAME}?host={datadir}"
+
+
+def _secret_key() -> str:
+    VAR.mkdir(exist_ok=True)
+    path = VAR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def prepare(*, stop_on_exit: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = _embedded_database(stop_on_exit)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    env.setdefault("SECRET_KEY", _secret_key())
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> int:
+    return subprocess.call([PY, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT)
+
+
+def cmd_manage(args: list[str]) -> int:
+    env = prepare()
+    env.setdefault("DEBUG", "1")
+    return manage(env, *args)
+
+
+def cmd_test(args: list[str]) -> int:
+    env = prepare()
+    print("· ruff check", flush=True)
+    rc = subprocess.call([PY, "-m", "ruff", "check", "."], cwd=ROOT, env=env)
+    if rc:
+        return rc
+    print("· pytest", flush=True)
+    return subprocess.call([PY, "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+def cmd_run(args: list[str]) -> int:
+    env = prepare(stop_on_exit=True)
+    env.setdefault("DEBUG", "1")
+    port = env.get("PORT", "8000")
+    for step in (["migrate", "--no-input"], ["seed_demo"]):
+        rc = manage(env, *step)
+        if rc:
+            print(f"✗ manage.py {' '.join(step)} failed (exit {rc})", file=sys.stderr)
+            return rc
+    children = {
+        "web": [PY, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [PY, "-m", "celery", "-A", "config", "worker", "-l", "info", "--concurrency", "2",
+                   "--without-gossip", "--without-mingle"],
+        "beat": [PY, "-m", "celery", "-A", "config", "beat", "-l", "info",
+                 "--schedule", str(VAR / "celerybeat-schedule")],
+    }
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+             for name, cmd in children.items()}
+    print(f"\n✓ Up on http://127.0.0.1:{port}/  (admin: /admin/, API docs: /api/docs/)", flush=True)
+    print("  Demo logins (password demo-pass-2026): demo-owner, demo-agent, demo-viewer", flush=True)
+    print("  Ctrl-C stops everything.\n", flush=True)
+
+    stopping = False
+
+    def stop(*_sig):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    rc = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"✗ {name} exited with {proc.returncode}; stopping the rest", file=sys.stderr)
+                rc = proc.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.5)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print("· stopped", flush=True)
+    return rc
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "manage"}:
+        print("usage: ./dev run | ./dev test [pytest args] | ./dev manage <args>", file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    return {"run": cmd_run, "test": cmd_test, "manage": cmd_manage}[command](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""Back-office admin. Role changes go through the services so guardian rows stay in step."""
+
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from guardian.admin import GuardedModelAdmin
+
+from stores import services
+from stores.errors import AppError
+from stores.models import Agency, ApiToken, Market, Membership, Role, RoleAssignment, Store
+
+
+@admin.register(Market)
+class MarketAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "currency", "time_zone", "region", "is_open"]
+    list_editable = ["is_open"]
+
+
+@admin.register(Agency)
+class AgencyAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.ensure_role_templates(obj)
+
+
+@admin.register(Store)
+class StoreAdmin(GuardedModelAdmin):
+    list_display = ["name", "agency", "market", "shop_id", "service_score", "eligibility"]
+    list_filter = ["market", "agency"]
+    search_fields = ["name", "shop_id"]
+    list_select_related = ["agency", "market"]
+    readonly_fields = ["public_id", "created_at"]
+
+    @admin.display(description=_("eligibility"))
+    def eligibility(self, obj):
+        return Store.Eligibility(obj.eligibility).label
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "agency", "kind", "created_at"]
+    list_filter = ["kind", "agency"]
+    search_fields = ["user__username", "agency__name"]
+    autocomplete_fields = ["user"]
+
+
+class RoleAssignmentInline(admin.TabularInline):
+    model = RoleAssignment
+    extra = 0
+    fields = ["membership", "store", "created_at"]
+    readonly_fields = ["membership", "store", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        # Assignments are added through the RoleAssignment admin so guardian rows follow.
+        return False
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "agency", "slug", "is_template"]
+    list_filter = ["agency", "is_template"]
+    inlines = [RoleAssignmentInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change:
+            # Re-derive every holder's guardian rows from the new permission set.
+            services.set_role_permissions(actor=None, role=obj, permissions=obj.permissions)
+
+
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["membership", "role", "store", "created_at"]
+    list_filter = ["role", "agency"]
+    fields = ["membership", "role", "store"]
+    list_select_related = ["membership__user", "role", "store__market"]
+
+    def has_change_permission(self, request, obj=None):
+        # An assignment is granted or revoked, never edited in place.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        try:
+            services.assign_role(actor=None, membership=obj.membership, role=obj.role, stores=[obj.store])
+        except AppError as exc:
+            self.message_user(request, f"{exc.code}: {exc.error.message}", messages.ERROR)
+
+    def delete_model(self, request, obj):
+        services.revoke_role(actor=None, membership=obj.membership, role=obj.role, stores=[obj.store])
+
+    def delete_queryset(self, request, queryset):
+        for assignment in queryset.select_related("membership", "role", "store"):
+            self.delete_model(request, assignment)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "user", "agency", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["agency"]
+    readonly_fields = ["public_id", "prefix", "user", "agency", "created_at", "last_used_at"]
+    fields = ["public_id", "name", "prefix", "user", "agency", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        # A key is shown once at creation: create it with the command or in the portal.
+        return False
+
+    @admin.action(description=_("Revoke selected tokens"))
+    def revoke(self, request, queryset):
+        count = services.revoke_api_tokens(queryset)
+        self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})

@@ -1,0 +1,175 @@
+"""The one error catalogue: every code users and clients can see is declared here, once.
+
+Codes follow the platform's style ``ERR_<AREA>_<NNN>`` (Seller Center shows ``ERR_LOG_204`` for an
+invalid tracking number). Each has its HTTP status, a message and a fix-it hint, both translated.
+API, portal and admin render from this module; clients branch on the code, never on the text.
+It lives in ``stores`` (the tenancy kernel) because every app depends on ``stores`` and not the
+other way round, so any app can declare and raise codes without an import cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import override
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    status: int
+    message: Promise | str
+    hint: Promise | str
+
+    def localised(self, language: str) -> dict[str, str]:
+        with override(language):
+            return {"message": str(self.message), "hint": str(self.hint)}
+
+
+CATALOGUE: dict[str, ErrorCode] = {}
+
+
+def define(code: str, status: int, message: Promise | str, hint: Promise | str) -> ErrorCode:
+    if code in CATALOGUE:
+        raise ValueError(f"error code {code} is declared twice")
+    entry = ErrorCode(code, status, message, hint)
+    CATALOGUE[code] = entry
+    return entry
+
+
+class AppError(Exception):
+    """A failure with a catalogue code. Services raise it; adapters render it."""
+
+    def __init__(self, error: ErrorCode, *, fields: dict[str, list[str]] | None = None,
+                 detail: str | None = None, data: dict[str, Any] | None = None):
+        self.error = error
+        self.fields = fields or {}
+        self.detail = detail
+        self.data = data or {}
+        super().__init__(f"{error.code}: {detail or error.message}")
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def status(self) -> int:
+        return self.error.status
+
+
+@dataclass
+class Problem:
+    """The rendered envelope body, independent of the transport."""
+
+    code: str
+    message: str
+    hint: str
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    request_id: str | None = None
+
+    def as_envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "hint": self.hint,
+                                "request_id": self.request_id}
+        if self.fields:
+            body["fields"] = self.fields
+        return {"error": body}
+
+
+# --- generic ------------------------------------------------------------------------------
+ERR_VALIDATION = define(
+    "ERR_VALIDATION", 400, _("Some fields are invalid."),
+    _("Correct the fields listed under “fields” and send the request again."),
+)
+ERR_PARSE = define(
+    "ERR_VALIDATION_PARSE", 400, _("The request body could not be read."),
+    _("Send a well-formed JSON body with Content-Type: application/json."),
+)
+ERR_NOT_FOUND = define(
+    "ERR_NOT_FOUND", 404, _("Not found."),
+    _("Check the id. Objects of stores your role does not cover are not shown."),
+)
+ERR_METHOD = define(
+    "ERR_METHOD_NOT_ALLOWED", 405, _("This method is not allowed here."),
+    _("See the API documentation at /api/docs/ for the methods each path accepts."),
+)
+ERR_NOT_ACCEPTABLE = define(
+    "ERR_NOT_ACCEPTABLE", 406, _("The requested response format is not available."),
+    _("Ask for application/json."),
+)
+ERR_TOO_LARGE = define(
+    "ERR_TOO_LARGE", 413, _("The request is too large."),
+    _("Split the work into smaller requests, or use a background job."),
+)
+ERR_MEDIA_TYPE = define(
+    "ERR_UNSUPPORTED_MEDIA_TYPE", 415, _("This content type is not supported here."),
+    _("Send application/json (or multipart/form-data for uploads)."),
+)
+ERR_THROTTLED = define(
+    "ERR_THROTTLED", 429, _("Too many requests."),
+    _("Wait for the number of seconds in the Retry-After header, then try again."),
+)
+ERR_INTERNAL = define(
+    "ERR_INTERNAL", 500, _("Something went wrong on our side."),
+    _("Try again later. If it persists, give support the request id."),
+)
+
+# --- authentication -----------------------------------------------------------------------
+ERR_AUTH_001 = define(
+    "ERR_AUTH_001", 401, _("Authentication is required."),
+    _("Send “Authorization: Token <key>”, or sign in to the portal."),
+)
+ERR_AUTH_002 = define(
+    "ERR_AUTH_002", 401, _("The API token is invalid or has been revoked."),
+    _("Create a new token with “manage.py create_api_token <username>” or in the portal."),
+)
+ERR_AUTH_003 = define(
+    "ERR_AUTH_003", 429, _("Too many failed sign-in attempts; this account is locked for a while."),
+    _("Wait for the cool-off period to end, or ask the agency owner or support to unlock it."),
+)
+ERR_AUTH_004 = define(
+    "ERR_AUTH_004", 403, _("This account does not belong to any agency."),
+    _("Ask your agency owner to invite you (Team management → Members)."),
+)
+
+# --- permissions: one per StorePerm, each hint names the role setting that grants it --------
+ERR_PERM_001 = define(
+    "ERR_PERM_001", 403, _("Your role does not allow after-sales handling on this store."),
+    _("Ask the owner to tick “After-sales handling” for your role: "
+      "Team management → Role settings → After-sales handling (团队管理 → 角色设置 → 勾选「售后处理」)."),
+)
+ERR_PERM_002 = define(
+    "ERR_PERM_002", 403, _("Your role does not allow refunds on this store."),
+    _("Ask the owner to tick “Refund” for your role: Team management → Role settings → Refund."),
+)
+ERR_PERM_003 = define(
+    "ERR_PERM_003", 403, _("Your role does not allow managing logistics on this store."),
+    _("Ask the owner to tick “Manage logistics” for your role: "
+      "Team management → Role settings → Manage logistics."),
+)
+ERR_PERM_004 = define(
+    "ERR_PERM_004", 403, _("Your role does not allow managing quick replies on this store."),
+    _("Ask the owner to tick “Manage quick replies” for your role: "
+      "Team management → Role settings → Manage quick replies."),
+)
+ERR_PERM_005 = define(
+    "ERR_PERM_005", 403, _("Your role does not allow viewing analytics on this store."),
+    _("Ask the owner to tick “View analytics” for your role: "
+      "Team management → Role settings → View analytics."),
+)
+ERR_PERM_006 = define(
+    "ERR_PERM_006", 403, _("Only the agency owner or a role with team management may manage the team."),
+    _("Ask the owner to tick “Manage team” for your role: Team management → Role settings → Manage team."),
+)
+ERR_PERM_007 = define(
+    "ERR_PERM_007", 400, _("A role cannot be assigned to the agency owner or to a store of another agency."),
+    _("Owners already hold every permission; pick a sub-account and stores of your own agency."),
+)
+
+
+def problem_for(error: ErrorCode, *, detail: str | None = None, fields=None,
+                request_id: str | None = None) -> Problem:
+    return Problem(code=error.code, message=detail or str(error.message), hint=str(error.hint),
+                   fields=fields or {}, request_id=request_id)

@@ -1,0 +1,227 @@
+"""Tenancy kernel: agencies, markets, stores, members, roles and their guardian grants, API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from stores.markets import MARKET_NAMES
+from stores.permissions import CUSTOM_STORE_PERMISSIONS, StorePerm
+from stores.scoping import TenantManager, TenantScope
+
+
+class Market(models.Model):
+    """A TikTok Shop market (站点). Seeded by a migration; fixes currency and time zone."""
+
+    code = models.CharField(_("code"), max_length=2, unique=True)
+    country = models.CharField(_("ISO country"), max_length=2)
+    name = models.CharField(_("name"), max_length=64)
+    currency = models.CharField(_("currency"), max_length=3)
+    time_zone = models.CharField(_("time zone"), max_length=64)
+    languages = ArrayField(models.CharField(max_length=8), verbose_name=_("languages"), default=list)
+    region = models.CharField(_("region"), max_length=8)
+    is_open = models.BooleanField(_("open for sellers"), default=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("market")
+        verbose_name_plural = _("markets")
+
+    def __str__(self) -> str:
+        return f"{self.code} · {self.display_name}"
+
+    @property
+    def display_name(self) -> str:
+        return str(MARKET_NAMES.get(self.code, self.name))
+
+
+class Agency(models.Model):
+    """The tenant: an agency (代运营公司) or a seller's own company."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    slug = models.SlugField(_("slug"), max_length=50, unique=True)
+    name = models.CharField(_("name"), max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("agency")
+        verbose_name_plural = _("agencies")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """Ties a user to exactly one agency, as owner or sub-account (子账号)."""
+
+    class Kind(models.TextChoices):
+        OWNER = "owner", _("Owner")
+        SUB_ACCOUNT = "sub_account", _("Sub-account (子账号)")
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="memberships")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.SUB_ACCOUNT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency")
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.agency} ({self.get_kind_display()})"
+
+    @property
+    def is_owner(self) -> bool:
+        return self.kind == self.Kind.OWNER
+
+
+class Store(models.Model):
+    """One TikTok shop (小店) in one market, run by one agency."""
+
+    class Eligibility(models.TextChoices):
+        ELIGIBLE = "eligible", _("Eligible")
+        INCOMPLETE = "incomplete", _("Checks missing")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="stores")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="stores")
+    name = models.CharField(_("name"), max_length=200)
+    shop_id = models.CharField(_("platform shop id"), max_length=64, unique=True)
+    shop_cipher = models.CharField(_("shop cipher"), max_length=128, blank=True)
+    # Seller entity checks (DOMAIN "Eligibility"): all must hold for the store to qualify.
+    business_licence_verified = models.BooleanField(_("business licence verified"), default=False)
+    legal_person_id_verified = models.BooleanField(_("legal-person ID verified"), default=False)
+    bank_account_verified = models.BooleanField(_("bank account verified"), default=False)
+    phone_bound = models.BooleanField(_("app and Seller Center share one phone"), default=False)
+    service_score = models.DecimalField(
+        _("service score"), max_digits=3, decimal_places=2, default=Decimal("5.00"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("5"))],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="self")
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = _("store")
+        verbose_name_plural = _("stores")
+        permissions = CUSTOM_STORE_PERMISSIONS
+        indexes = [models.Index(fields=["agency", "name", "id"], name="store_agency_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.market.code})"
+
+    def missing_checks(self) -> list[str]:
+        checks = [
+            (self.business_licence_verified, _("business licence")),
+            (self.legal_person_id_verified, _("legal-person ID")),
+            (self.bank_account_verified, _("bank account")),
+            (self.phone_bound, _("phone bound to app and Seller Center")),
+            (self.market.is_open, _("an open market")),
+        ]
+        return [str(label) for ok, label in checks if not ok]
+
+    @property
+    def eligibility(self) -> str:
+        return self.Eligibility.INCOMPLETE if self.missing_checks() else self.Eligibility.ELIGIBLE
+
+
+class StoreUserObjectPermission(UserObjectPermissionBase):
+    """Guardian grant of one permission on one Store to one user (direct FK: fast and joinable)."""
+
+    content_object = models.ForeignKey(Store, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["user", "permission", "content_object"], name="store_uperm_lookup")]
+
+
+class StoreGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Store, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["group", "permission", "content_object"], name="store_gperm_lookup")]
+
+
+class Role(models.Model):
+    """A named bundle of StorePerm permissions, defined per agency (角色)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="roles")
+    slug = models.SlugField(_("slug"), max_length=50)
+    name = models.CharField(_("name"), max_length=100)
+    permissions = ArrayField(
+        models.CharField(max_length=32, choices=StorePerm.choices), verbose_name=_("permissions"), default=list
+    )
+    is_template = models.BooleanField(_("created from a template"), default=False)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("role")
+        verbose_name_plural = _("roles")
+        constraints = [models.UniqueConstraint(fields=["agency", "slug"], name="role_unique_slug")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoleAssignment(models.Model):
+    """A sub-account holds a role on one store. Guardian rows are derived from these."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="assignments")
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="assignments")
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="role_assignments")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store")
+
+    class Meta:
+        verbose_name = _("role assignment")
+        verbose_name_plural = _("role assignments")
+        constraints = [
+            models.UniqueConstraint(fields=["membership", "role", "store"], name="role_assignment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.membership.user} → {self.role} @ {self.store}"
+
+
+class ApiToken(models.Model):
+    """A per-user API key. Only its SHA-256 is stored; the key is shown once at creation."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(_("name"), max_length=100, default="default")
+    prefix = models.CharField(_("prefix"), max_length=12, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"

@@ -1,0 +1,255 @@
+"""Writes of the tenancy kernel. Roles become guardian object permissions here, and only here."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import transaction
+from django.utils import timezone
+
+from stores import errors
+from stores.errors import AppError
+from stores.models import (
+    Agency,
+    ApiToken,
+    Market,
+    Membership,
+    Role,
+    RoleAssignment,
+    Store,
+    StoreUserObjectPermission,
+)
+from stores.permissions import PERM_ERROR_CODES, ROLE_TEMPLATES, StorePerm
+from stores.scoping import Actor, granted_store_ids
+
+User = get_user_model()
+
+
+# --- actors and permission checks ------------------------------------------------------------
+def actor_for_user(user) -> Actor | None:
+    """The Actor for an authenticated user, or None when the user belongs to no agency."""
+    if user is None or not user.is_authenticated:
+        return None
+    membership = Membership.objects.unscoped().filter(user_id=user.pk).only("id", "agency_id", "kind").first()
+    if membership is None:
+        return None
+    return Actor(user_id=user.pk, agency_id=membership.agency_id, membership_id=membership.pk,
+                 is_owner=membership.is_owner, username=user.get_username())
+
+
+def has_store_perm(actor: Actor, store: Store, perm: str) -> bool:
+    if store.agency_id != actor.agency_id:
+        return False
+    if actor.is_owner:
+        return True
+    return granted_store_ids(actor, perm).filter(pk=store.pk).exists()
+
+
+def require_store_perm(actor: Actor, store: Store, perm: str) -> None:
+    """Raise the coded 403 naming the role setting when a visible store lacks ``perm``.
+
+    Callers have already found ``store`` through ``for_actor`` (so it is visible); a store of
+    another tenant never reaches here as a 403.
+    """
+    if not has_store_perm(actor, store, perm):
+        raise AppError(errors.CATALOGUE[PERM_ERROR_CODES[StorePerm(perm)]])
+
+
+def store_perms(actor: Actor, store_ids: Iterable[int]) -> dict[int, set[str]]:
+    """Every permission the actor holds on each of the given stores, in one query."""
+    store_ids = list(store_ids)
+    if actor.is_owner:
+        allowed = Store.objects.for_agency(actor.agency_id).filter(pk__in=store_ids).values_list("pk", flat=True)
+        return {pk: {p.value for p in StorePerm} for pk in allowed}
+    result: dict[int, set[str]] = {pk: set() for pk in store_ids}
+    rows = StoreUserObjectPermission.objects.filter(
+        user_id=actor.user_id, content_object_id__in=store_ids
+    ).values_list("content_object_id", "permission__codename")
+    for store_id, codename in rows:
+        result[store_id].add(codename)
+    return {k: v for k, v in result.items() if v}
+
+
+# --- agencies, members, stores -----------------------------------------------------------------
+@transaction.atomic
+def create_agency(*, slug: str, name: str) -> Agency:
+    agency, _created = Agency.objects.get_or_create(slug=slug, defaults={"name": name})
+    ensure_role_templates(agency)
+    return agency
+
+
+def ensure_role_templates(agency: Agency) -> None:
+    for slug, (label, perms) in ROLE_TEMPLATES.items():
+        Role.objects.get_or_create(
+            agency=agency, slug=slug,
+            defaults={"name": str(label), "permissions": [str(p) for p in perms], "is_template": True},
+        )
+
+
+@transaction.atomic
+def add_member(*, agency: Agency, user, owner: bool = False) -> Membership:
+    kind = Membership.Kind.OWNER if owner else Membership.Kind.SUB_ACCOUNT
+    membership, created = Membership.objects.get_or_create(user=user, defaults={"agency": agency, "kind": kind})
+    if not created and membership.agency_id != agency.pk:
+        raise AppError(errors.ERR_PERM_007, detail="user already belongs to another agency")
+    return membership
+
+
+@transaction.atomic
+def create_store(*, agency: Agency, market: Market, name: str, shop_id: str, **fields) -> Store:
+    store, _created = Store.objects.update_or_create(
+        shop_id=shop_id, agency=agency, defaults={"market": market, "name": name, **fields}
+    )
+    return store
+
+
+# --- roles → guardian grants ------------------------------------------------------------------
+def _require_team_manager(actor: Actor | None, store_ids: Iterable[int]) -> None:
+    if actor is None or actor.is_owner:
+        return  # None = system/back-office code (seed, admin), which is explicit about it
+    store_ids = set(store_ids)
+    allowed = set(granted_store_ids(actor, StorePerm.MANAGE_TEAM).filter(pk__in=store_ids).values_list("pk", flat=True))
+    if allowed != store_ids:
+        raise AppError(errors.ERR_PERM_006)
+
+
+def _sync_grants(membership: Membership, store_ids: Iterable[int]) -> None:
+    """Make the user's guardian rows on these stores equal the union of their roles there.
+
+    Any permission implies view_store: a role that may handle after-sales must see the store.
+    """
+    store_ids = set(store_ids)
+    if not store_ids:
+        return
+    wanted: set[tuple[int, str]] = set()
+    for store_id, perms in RoleAssignment.objects.unscoped().filter(
+        membership=membership, store_id__in=store_ids
+    ).values_list("store_id", "role__permissions"):
+        if perms:
+            wanted.update((store_id, p) for p in perms)
+            wanted.add((store_id, StorePerm.VIEW.value))
+    perm_ids = dict(
+        Permission.objects.filter(
+            content_type__app_label="stores", content_type__model="store",
+            codename__in=[p.value for p in StorePerm],
+        ).values_list("codename", "pk")
+    )
+    existing = {
+        (row.content_object_id, row.permission.codename): row.pk
+        for row in StoreUserObjectPermission.objects.filter(
+            user_id=membership.user_id, content_object_id__in=store_ids
+        ).select_related("permission")
+    }
+    stale = [pk for key, pk in existing.items() if key not in wanted]
+    if stale:
+        StoreUserObjectPermission.objects.filter(pk__in=stale).delete()
+    StoreUserObjectPermission.objects.bulk_create(
+        [
+            StoreUserObjectPermission(user_id=membership.user_id, content_object_id=store_id,
+                                      permission_id=perm_ids[codename])
+            for store_id, codename in wanted - existing.keys()
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _check_assignable(membership: Membership, role: Role, stores: list[Store]) -> None:
+    if membership.is_owner or role.agency_id != membership.agency_id or any(
+        s.agency_id != membership.agency_id for s in stores
+    ):
+        raise AppError(errors.ERR_PERM_007)
+
+
+@transaction.atomic
+def assign_role(*, actor: Actor | None, membership: Membership, role: Role, stores: Iterable[Store]) -> None:
+    stores = list(stores)
+    _check_assignable(membership, role, stores)
+    _require_team_manager(actor, [s.pk for s in stores])
+    RoleAssignment.objects.bulk_create(
+        [RoleAssignment(agency_id=membership.agency_id, membership=membership, role=role, store=s) for s in stores],
+        ignore_conflicts=True,
+    )
+    _sync_grants(membership, [s.pk for s in stores])
+
+
+@transaction.atomic
+def revoke_role(*, actor: Actor | None, membership: Membership, role: Role, stores: Iterable[Store]) -> None:
+    store_ids = [s.pk for s in stores]
+    _require_team_manager(actor, store_ids)
+    RoleAssignment.objects.for_agency(membership.agency_id).filter(
+        membership=membership, role=role, store_id__in=store_ids
+    ).delete()
+    _sync_grants(membership, store_ids)
+
+
+@transaction.atomic
+def set_role_permissions(*, actor: Actor | None, role: Role, permissions: Iterable[str]) -> Role:
+    """Change what a role grants; every holder's guardian rows follow at once."""
+    perms = sorted({StorePerm(p).value for p in permissions})
+    assignments = RoleAssignment.objects.for_agency(role.agency_id).filter(role=role)
+    _require_team_manager(actor, set(assignments.values_list("store_id", flat=True)))
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    role.permissions = perms
+    role.save(update_fields=["permissions"])
+    by_member: dict[int, set[int]] = {}
+    for membership_id, store_id in assignments.values_list("membership_id", "store_id"):
+        by_member.setdefault(membership_id, set()).add(store_id)
+    for membership in Membership.objects.for_agency(role.agency_id).filter(pk__in=by_member):
+        _sync_grants(membership, by_member[membership.pk])
+    return role
+
+
+@transaction.atomic
+def remove_member(*, actor: Actor | None, membership: Membership) -> None:
+    """Take a sub-account out of the agency: its grants go with it, at once."""
+    store_ids = list(RoleAssignment.objects.for_agency(membership.agency_id)
+                     .filter(membership=membership).values_list("store_id", flat=True))
+    _require_team_manager(actor, store_ids)
+    RoleAssignment.objects.for_agency(membership.agency_id).filter(membership=membership).delete()
+    StoreUserObjectPermission.objects.filter(user_id=membership.user_id).delete()
+    membership.delete()
+
+
+# --- API tokens -------------------------------------------------------------------------------
+def hash_token(key: str) -> str:
+    # Keys are 256-bit random: a fast hash is enough (no dictionary to guess from), and it
+    # allows an indexed lookup instead of comparing against every stored token.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def create_api_token(*, user, name: str = "default") -> tuple[ApiToken, str]:
+    membership = Membership.objects.unscoped().filter(user_id=user.pk).first()
+    if membership is None:
+        raise AppError(errors.ERR_AUTH_004)
+    key = "ast_" + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        agency_id=membership.agency_id, user=user, name=name[:100],
+        prefix=key[:12], key_hash=hash_token(key),
+    )
+    return token, key
+
+
+def authenticate_token(key: str) -> ApiToken | None:
+    token = (
+        ApiToken.objects.unscoped()
+        .select_related("user")
+        .filter(key_hash=hash_token(key), revoked_at__isnull=True)
+        .first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    # At most one write a minute per token: a busy ERP must not turn every read into a write.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        ApiToken.objects.unscoped().filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+def revoke_api_tokens(tokens) -> int:
+    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
