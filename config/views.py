@@ -9,9 +9,16 @@ from stores import errors
 
 
 def healthz(request):
+    """Database reachable, plus the age of the last worker heartbeat (null until the first)."""
+    from django.utils import timezone
+
+    from stores.models import Heartbeat
+
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
+    beat = Heartbeat.objects.filter(name="worker").first()
+    age = None if beat is None else round((timezone.now() - beat.seen_at).total_seconds(), 1)
+    return JsonResponse({"status": "ok", "database": "ok", "worker_heartbeat_age_s": age})
 
 
 def _is_api(request) -> bool:

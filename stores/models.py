@@ -225,3 +225,22 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+
+
+class Heartbeat(models.Model):
+    """Last time a background component proved it is alive (beat → broker → worker → database).
+
+    Not tenant data. ``/healthz`` reports its age so operators (and ``./dev run`` users) can
+    see that the worker and beat are really running, not just started.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    seen_at = models.DateTimeField()
+    request_id = models.CharField(max_length=80, blank=True)
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"

@@ -253,3 +253,13 @@ def authenticate_token(key: str) -> ApiToken | None:
 
 def revoke_api_tokens(tokens) -> int:
     return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- background health --------------------------------------------------------------------------
+def record_heartbeat(name: str) -> None:
+    from config.middleware import current_request_id
+    from stores.models import Heartbeat
+
+    Heartbeat.objects.update_or_create(
+        name=name, defaults={"seen_at": timezone.now(), "request_id": current_request_id() or ""}
+    )

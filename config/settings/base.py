@@ -120,7 +120,9 @@ TIME_ZONE = "UTC"
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Unset outside production: WhiteNoise serves straight from the apps' static folders (finders).
+STATIC_ROOT = env_str("STATIC_ROOT")
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -212,3 +214,8 @@ LOGGING = {
 
 # --- product defaults ----------------------------------------------------------------------
 API_TOKEN_PREFIX_LENGTH = 8
+
+CELERY_BEAT_SCHEDULE = {
+    # Proves the whole chain (beat → broker → worker → database) every minute; /healthz shows it.
+    "heartbeat": {"task": "stores.heartbeat", "schedule": 60.0, "args": ["worker"]},
+}

@@ -29,6 +29,9 @@ CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Production serves collected, hashed, compressed files (``manage.py collectstatic``).
+STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static"))  # noqa: F405
+WHITENOISE_USE_FINDERS = False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -1,0 +1,98 @@
+"""The one scoping gate: tenants never see each other; sub-accounts see only granted stores."""
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import Permission
+
+from stores import services
+from stores.models import ApiToken, Membership, Role, RoleAssignment, Store, StoreGroupObjectPermission
+from stores.scoping import TenantManager
+
+
+def tenant_models():
+    return [m for m in apps.get_models() if isinstance(m._default_manager, TenantManager)]
+
+
+def test_tenant_models_are_discovered():
+    names = {m.__name__ for m in tenant_models()}
+    assert {"Store", "Membership", "Role", "RoleAssignment", "ApiToken"} <= names
+
+
+@pytest.mark.parametrize("model", tenant_models(), ids=lambda m: m.__name__)
+def test_owner_sees_only_own_agency_rows(tenants, model):
+    a, b = tenants
+    for tenant, other in ((a, b), (b, a)):
+        visible = model.objects.for_actor(tenant.actor(tenant.owner))
+        scope = model.tenant_scope.agency
+        assert visible.exists(), f"fixture has no {model.__name__} rows for {tenant.agency.slug}"
+        assert not visible.filter(**{f"{scope}_id": other.agency.pk}).exists()
+        assert visible.count() == model.objects.for_agency(tenant.agency).count()
+
+
+@pytest.mark.parametrize("model", tenant_models(), ids=lambda m: m.__name__)
+def test_sub_account_never_sees_other_tenant(tenants, model):
+    a, b = tenants
+    visible = model.objects.for_actor(a.actor(a.viewer))
+    assert not visible.filter(**{f"{model.tenant_scope.agency}_id": b.agency.pk}).exists()
+
+
+def test_sub_account_sees_only_granted_stores(tenants):
+    a, _b = tenants
+    assert set(Store.objects.for_actor(a.actor(a.agent))) == set(a.stores[:2])
+    assert set(Store.objects.for_actor(a.actor(a.viewer))) == set(a.stores)
+    assert list(Store.objects.for_actor(a.actor(a.outsider))) == []
+    assert set(Store.objects.for_actor(a.actor(a.owner))) == set(a.stores)
+
+
+def test_store_scoped_rows_follow_store_grants(tenants):
+    a, _b = tenants
+    rows = RoleAssignment.objects.for_actor(a.actor(a.agent))
+    assert {r.store_id for r in rows} <= {s.pk for s in a.stores[:2]}
+
+
+def test_permission_filtered_scope(tenants):
+    a, _b = tenants
+    viewer = a.actor(a.viewer)
+    assert not Store.objects.for_actor(viewer, "handle_aftersales").exists()
+    assert Store.objects.for_actor(a.actor(a.agent), "handle_aftersales").count() == 2
+
+
+def test_group_grants_count(tenants):
+    a, _b = tenants
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="night shift")
+    group.user_set.add(a.outsider)
+    perm = Permission.objects.get(codename="view_store")
+    StoreGroupObjectPermission.objects.create(group=group, permission=perm, content_object=a.stores[2])
+    assert list(Store.objects.for_actor(a.actor(a.outsider))) == [a.stores[2]]
+
+
+def test_no_actor_sees_nothing(tenants):
+    assert not Store.objects.for_actor(None).exists()
+
+
+def test_revoked_grant_applies_on_next_request(tenants, api):
+    a, _b = tenants
+    client = api(a.agent)
+    assert len(client.get("/api/v1/stores/").json()["results"]) == 2
+    services.revoke_role(actor=None, membership=a.membership(a.agent), role=a.roles["aftersales-agent"],
+                         stores=[a.stores[0]])
+    names = [s["name"] for s in client.get("/api/v1/stores/").json()["results"]]
+    assert names == [a.stores[1].name]
+
+
+def test_removed_member_loses_everything(tenants, api):
+    a, _b = tenants
+    client = api(a.viewer)
+    services.remove_member(actor=None, membership=a.membership(a.viewer))
+    response = client.get("/api/v1/stores/")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "ERR_AUTH_004"
+
+
+def test_token_belongs_to_its_agency(tenants):
+    a, b = tenants
+    assert ApiToken.objects.for_actor(a.actor(a.owner)).filter(agency=b.agency).count() == 0
+    assert Membership.objects.for_actor(a.actor(a.agent)).count() == 4
+    assert Role.objects.for_actor(b.actor(b.agent)).count() == 4

@@ -1,0 +1,36 @@
+"""seed_demo: idempotent per slug, separate agencies, logins as API.md fixes them."""
+
+from django.core.management import call_command
+
+from stores import services
+from stores.models import Agency, Market, Membership, Store
+from stores.permissions import StorePerm
+
+
+def test_seed_demo_is_idempotent_and_per_slug(db, capsys):
+    call_command("seed_demo")
+    call_command("seed_demo")
+    call_command("seed_demo", "--agency", "acme")
+    out = capsys.readouterr().out
+    assert "demo-owner / " in out and "acme-viewer / " in out
+    demo, acme = Agency.objects.get(slug="demo"), Agency.objects.get(slug="acme")
+    for agency in (demo, acme):
+        stores = Store.objects.for_agency(agency)
+        assert stores.count() == 12
+        assert set(stores.values_list("market__code", flat=True)) == set(Market.objects.values_list("code", flat=True))
+        assert Membership.objects.for_agency(agency).count() == 3
+    agent = services.actor_for_user(Membership.objects.get(user__username="demo-agent").user)
+    viewer = services.actor_for_user(Membership.objects.get(user__username="demo-viewer").user)
+    assert Store.objects.for_actor(agent).count() == 4
+    assert Store.objects.for_actor(agent, StorePerm.HANDLE_AFTERSALES).count() == 4
+    assert Store.objects.for_actor(viewer).count() == 12
+    assert Store.objects.for_actor(viewer, StorePerm.HANDLE_AFTERSALES).count() == 0
+    assert not Store.objects.for_actor(agent).filter(agency=acme).exists()
+
+
+def test_create_api_token_prints_key_last(db, capsys):
+    call_command("seed_demo")
+    call_command("create_api_token", "demo-agent")
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("ast_") and len(key) > 40
+    assert services.authenticate_token(key).user.username == "demo-agent"
