@@ -149,3 +149,12 @@ def test_schema_and_offline_docs(db, api):
     assert "swagger-ui" in html
     assert "cdn" not in html.lower()
     assert "/static/drf_spectacular_sidecar/" in html
+
+
+def test_docs_errors_md_is_generated_from_the_catalogue():
+    from pathlib import Path
+
+    from stores.errors import catalogue_markdown
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "ERRORS.md"
+    assert docs.read_text() == catalogue_markdown(), "run ./dev manage error_codes_markdown > docs/ERRORS.md"

@@ -12,6 +12,9 @@ from stores.tasks import heartbeat
 
 @pytest.mark.django_db(transaction=True)
 def test_task_round_trip_through_broker_and_worker():
+    # Fail fast (instead of waiting forever for a worker that cannot start) when the broker is down.
+    with app.connection() as connection:
+        connection.ensure_connection(max_retries=3)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
         heartbeat.delay("test-worker")
         deadline = time.monotonic() + 30
