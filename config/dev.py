@@ -50,7 +50,6 @@ def prepare(*, stop_on_exit: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = _embedded_database(stop_on_exit)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     env.setdefault("SECRET_KEY", _secret_key())
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
