@@ -191,3 +191,96 @@ def catalogue_markdown() -> str:
         cells = [f"`{entry.code}`", str(entry.status), en["message"], zh["message"], en["hint"], zh["hint"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# --- after-sales: state machine and review --------------------------------------------------
+ERR_STATE_001 = define(
+    "ERR_STATE_001", 409, _("This action is not possible in the request's current state."),
+    _("Reload the request: someone (or the platform) may have acted on it already. "
+      "The actions offered are listed in allowed_actions."),
+)
+ERR_STATE_002 = define(
+    "ERR_STATE_002", 409, _("This decision does not apply to this type of request."),
+    _("Pick a decision that matches the request type (refund only, return and refund, exchange)."),
+)
+ERR_STATE_003 = define(
+    "ERR_STATE_003", 409, _("The request was changed by someone else at the same time."),
+    _("Reload the request and try again."),
+)
+ERR_REVIEW_001 = define(
+    "ERR_REVIEW_001", 400, _("This reject reason is not offered for this request."),
+    _("Choose one of the reject reasons listed for this request (they differ per request)."),
+)
+ERR_REVIEW_002 = define(
+    "ERR_REVIEW_002", 422, _("Review failed: the buyer's evidence is unclear or does not match the description "
+                             "(审核失败)."),
+    _("Re-review by hand: request clearer evidence from the buyer, or compare the photos with the listing."),
+)
+ERR_REVIEW_003 = define(
+    "ERR_REVIEW_003", 400, _("A comment is required when rejecting."),
+    _("Explain the rejection to the buyer and the platform in the comment."),
+)
+ERR_REFUND_001 = define(
+    "ERR_REFUND_001", 400, _("The refund amount is above what is still refundable."),
+    _("Refund at most the refundable amount shown on the request."),
+)
+ERR_REFUND_002 = define(
+    "ERR_REFUND_002", 400, _("The amount must be a positive number in the request's currency."),
+    _("Send a decimal string such as \"12.50\" with the request's currency."),
+)
+ERR_BULK_001 = define(
+    "ERR_BULK_001", 413, _("Too many requests in one batch."),
+    _("Split the batch, or run it as a background job."),
+)
+ERR_BULK_002 = define(
+    "ERR_BULK_002", 400, _("This action cannot be used in batch review."),
+    _("Batch review supports approve, reject, request evidence and close."),
+)
+ERR_SYNC_001 = define(
+    "ERR_SYNC_001", 202, _("The platform sent a status this product does not know yet; it was kept as sent."),
+    _("Nothing is lost: the raw status is stored and flagged. Tell support so the mapping can be added."),
+)
+ERR_SYNC_002 = define(
+    "ERR_SYNC_002", 400, _("The platform payload is incomplete or malformed."),
+    _("Check the fields listed; the event was not applied."),
+)
+
+# --- logistics failure causes (DOMAIN: 物流断链, 物流单号无效) ------------------------------
+ERR_LOG_204 = define(
+    "ERR_LOG_204", 400, _("Invalid tracking number (物流单号无效)."),
+    _("Check the number against the carrier's format and re-enter or re-scan it."),
+)
+ERR_LOG_301 = define(
+    "ERR_LOG_301", 409, _("Broken logistics chain: the return parcel was not scanned by the carrier in time "
+                          "(物流断链)."),
+    _("Ask the buyer for the drop-off receipt, check the tracking number, or contact the carrier."),
+)
+
+# --- evidence uploads ----------------------------------------------------------------------
+ERR_EVID_001 = define(
+    "ERR_EVID_001", 413, _("The file is too large."),
+    _("Upload images up to the size limit shown; compress large photos first."),
+)
+ERR_EVID_002 = define(
+    "ERR_EVID_002", 400, _("Too many files for this request."),
+    _("Remove some evidence first, or combine photos."),
+)
+ERR_EVID_003 = define(
+    "ERR_EVID_003", 415, _("This file type is not accepted as evidence."),
+    _("Upload JPEG, PNG or WebP images; link videos instead of uploading them."),
+)
+ERR_EVID_004 = define(
+    "ERR_EVID_004", 400, _("The image is damaged or its dimensions are not allowed."),
+    _("Re-export the photo as a normal JPEG or PNG and upload it again."),
+)
+
+# --- quick replies -------------------------------------------------------------------------
+ERR_REPLY_001 = define(
+    "ERR_REPLY_001", 400, _("The text contains words the platform's sensitive-word check refuses (敏感词)."),
+    _("Remove the words listed (contact details, off-platform payment or review-for-reward wording)."),
+)
+ERR_REPLY_002 = define(
+    "ERR_REPLY_002", 400, _("The reply uses a variable that does not exist."),
+    _("Use only the variables listed: {buyer_name}, {order_id}, {return_id}, {refund_amount}, {refund_eta}, "
+      "{store_name}."),
+)

@@ -244,3 +244,26 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class MarketPolicy(models.Model):
+    """After-sales rules of one market, as data (DESIGN rule 7). Seeded by a migration, edited in admin."""
+
+    class ShippingPayer(models.TextChoices):
+        PLATFORM_FIRST_LEG = "platform_first_leg", _("Platform pays the buyer's leg; seller pays the leg back")
+        SELLER = "seller", _("Seller pays return shipping")
+
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="policy")
+    commission_rate = models.DecimalField(_("commission rate"), max_digits=5, decimal_places=4,
+                                          default=Decimal("0.0800"),
+                                          validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))])
+    return_shipping_payer = models.CharField(_("who pays return shipping"), max_length=24,
+                                             choices=ShippingPayer.choices, default=ShippingPayer.SELLER)
+    source = models.CharField(_("source"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("market policy")
+        verbose_name_plural = _("market policies")
+
+    def __str__(self) -> str:
+        return f"{self.market.code} policy"

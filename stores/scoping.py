@@ -23,6 +23,7 @@ from stores.permissions import StorePerm
 class TenantScope:
     agency: str = "agency"  # path from the model to its Agency id ("agency" → agency_id)
     store: str | None = None  # path to its Store, or "self" for Store itself
+    store_optional: bool = False  # rows without a store are agency-wide and visible to every member
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,10 @@ class TenantQuerySet(models.QuerySet):
         if actor.is_owner or store_path is None:
             return qs
         field = "pk" if store_path == "self" else f"{store_path}_id"
-        return qs.filter(**{f"{field}__in": granted_store_ids(actor, perm)})
+        granted = Q(**{f"{field}__in": granted_store_ids(actor, perm)})
+        if self._scope().store_optional:
+            granted |= Q(**{f"{field}__isnull": True})
+        return qs.filter(granted)
 
     def unscoped(self) -> TenantQuerySet:
         """Every tenant's rows. Only for system code whose name says it crosses tenants."""

@@ -70,3 +70,52 @@ def api():
         return client
 
     return client_for
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Let transactional tests empty the operation log between tests (TRUNCATE only, test DB only).
+
+    The append-only trigger refuses TRUNCATE unless the database sets aftersales.allow_log_truncate;
+    UPDATE and DELETE stay refused here too.
+    """
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" '
+                           "SET aftersales.allow_log_truncate = 'on'")
+        connection.close()  # the setting applies to new sessions
+
+
+def platform_return(**overrides) -> dict:
+    """A return object shaped like Search Returns (reference §1.3), amounts as strings."""
+    import time
+
+    n = next(_return_ids)
+    data = {
+        "return_id": f"RET{n:08d}",
+        "order_id": f"ORD{n:08d}",
+        "return_type": "REFUND",
+        "return_status": "RETURN_OR_REFUND_REQUEST_PENDING",
+        "role": "BUYER",
+        "return_reason": "ecom_order_delivered_refund_and_return_reason_wrong_product_seller",
+        "return_reason_text": "色差 / colour difference",
+        "buyer_user_id": "buyer-1",
+        "buyer_name": "Alex Buyer",
+        "refund_amount": {"currency": "USD", "refund_total": "25.00", "refund_subtotal": "22.00",
+                          "refund_shipping_fee": "3.00", "refund_tax": "0"},
+        "seller_next_action_response": [{"action": "SELLER_RESPOND_REFUND", "deadline": int(time.time()) + 86400}],
+        "shipment_type": "PLATFORM",
+        "handover_method": "DROP_OFF",
+        "return_line_items": [{"return_line_item_id": "L1", "order_line_item_id": "OL1", "sku_id": "SKU1",
+                               "seller_sku": "TSHIRT-RED-M", "sku_name": "Red / M", "product_name": "Cotton T-shirt",
+                               "category": "apparel", "refund_amount": {"currency": "USD", "refund_total": "22.00"}}],
+        "create_time": int(time.time()) - 3600,
+        "update_time": int(time.time()) - 60,
+    }
+    data.update(overrides)
+    return data
+
+
+_return_ids = iter(range(1, 10**9))

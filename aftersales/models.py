@@ -1,0 +1,237 @@
+"""After-sales requests (售后单), their line items, the operation log, evidence, quick replies."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from aftersales.states import Arbitration, RequestType, State
+from stores.models import Agency, Market, Store
+from stores.scoping import TenantManager, TenantScope
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class AfterSalesRequest(models.Model):
+    """One buyer request as the platform sent it, plus our normalised state for queues."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="aftersales_requests")
+    type = models.CharField(_("type"), max_length=24, choices=RequestType.choices)
+    state = models.CharField(_("state"), max_length=24, choices=State.choices, default=State.PENDING_REVIEW)
+    state_changed_at = models.DateTimeField(_("state changed at"))
+    # Where the request stood when arbitration began: the ruling resolves from it.
+    pre_arbitration_state = models.CharField(max_length=24, choices=State.choices, blank=True)
+
+    # --- as the platform sends it ---
+    return_id = models.CharField(_("return id"), max_length=64)
+    order_id = models.CharField(_("order id"), max_length=64, db_index=True)
+    platform_status = models.CharField(_("platform status"), max_length=64, blank=True)
+    platform_status_unknown = models.BooleanField(_("unknown platform status"), default=False)
+    platform_return_type = models.CharField(max_length=32, blank=True)
+    arbitration_status = models.CharField(_("arbitration"), max_length=16, choices=Arbitration.choices, blank=True)
+    initiator_role = models.CharField(_("initiated by"), max_length=16, default="BUYER")
+    reason_key = models.CharField(_("reason key"), max_length=160, blank=True)
+    reason_text = models.CharField(_("reason"), max_length=500, blank=True)
+    buyer_user_id = models.CharField(_("buyer id"), max_length=64, db_index=True)
+    buyer_name = models.CharField(_("buyer"), max_length=200, blank=True)
+    currency = models.CharField(_("currency"), max_length=3)
+    refund_total = models.DecimalField(_("refund total"), **MONEY, default=Decimal("0"))
+    refund_subtotal = models.DecimalField(**MONEY, default=Decimal("0"))
+    refund_shipping_fee = models.DecimalField(**MONEY, default=Decimal("0"))
+    refund_tax = models.DecimalField(**MONEY, default=Decimal("0"))
+    refunded_amount = models.DecimalField(_("refunded"), **MONEY, default=Decimal("0"))
+    partial_refund_offer = models.DecimalField(**MONEY, null=True, blank=True)
+    seller_next_actions = models.JSONField(default=list, blank=True)
+    platform_deadline = models.DateTimeField(_("platform deadline"), null=True, blank=True)
+    shipment_type = models.CharField(max_length=16, blank=True)
+    handover_method = models.CharField(max_length=16, blank=True)
+    return_method = models.CharField(max_length=24, blank=True)
+    can_buyer_keep_item = models.BooleanField(default=False)
+    is_quick_refund = models.BooleanField(default=False)
+    reject_reasons = models.JSONField(default=list, blank=True)
+    replacement_tracking_number = models.CharField(max_length=64, blank=True)
+    platform_created_at = models.DateTimeField(null=True, blank=True)
+    platform_updated_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(_("platform payload"), default=dict, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store")
+
+    class Meta:
+        verbose_name = _("after-sales request")
+        verbose_name_plural = _("after-sales requests")
+        constraints = [models.UniqueConstraint(fields=["store", "return_id"], name="request_unique_return")]
+        indexes = [
+            models.Index(fields=["agency", "state", "store"], name="request_agency_state"),
+            models.Index(fields=["agency", "buyer_user_id", "created_at"], name="request_buyer_history"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.return_id} ({self.get_type_display()}, {self.get_state_display()})"
+
+    @property
+    def refundable(self) -> Decimal:
+        return max(Decimal("0"), self.refund_total - self.refunded_amount)
+
+
+class LineItem(models.Model):
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.CASCADE, related_name="items")
+    line_item_id = models.CharField(max_length=64, blank=True)
+    order_line_item_id = models.CharField(max_length=64, blank=True)
+    sku_id = models.CharField(_("SKU"), max_length=64)
+    seller_sku = models.CharField(max_length=64, blank=True)
+    sku_name = models.CharField(max_length=200, blank=True)
+    product_name = models.CharField(_("product"), max_length=300)
+    category = models.CharField(_("category"), max_length=64, blank=True)
+    quantity = models.PositiveIntegerField(default=1)
+    refund_amount = models.DecimalField(**MONEY, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("line item")
+        verbose_name_plural = _("line items")
+
+    def __str__(self) -> str:
+        return f"{self.product_name} × {self.quantity}"
+
+
+class ActorKind(models.TextChoices):
+    BUYER = "buyer", _("Buyer")
+    OWNER = "owner", _("Owner")
+    SUB_ACCOUNT = "sub_account", _("Sub-account")
+    PLATFORM = "platform", _("Platform")
+    SYSTEM = "system", _("System")
+    RULE = "rule", _("Auto-rule")
+
+
+class OperationLog(models.Model):
+    """操作日志: append-only. Written only by aftersales.oplog; the database refuses UPDATE/DELETE."""
+
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.PROTECT, related_name="logs")
+    agency_id = models.BigIntegerField(db_index=True)
+    store_id = models.BigIntegerField()
+    order_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(_("time"))
+    actor_kind = models.CharField(_("actor kind"), max_length=16, choices=ActorKind.choices)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", db_constraint=False)
+    actor_label = models.CharField(_("actor"), max_length=150, blank=True)
+    action = models.CharField(_("action"), max_length=48)
+    state_before = models.CharField(max_length=24, blank=True)
+    state_after = models.CharField(max_length=24, blank=True)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True, db_index=True)
+    message = models.TextField(_("message"), blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(_("request id"), max_length=80, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("operation log entry")
+        verbose_name_plural = _("operation log")
+        indexes = [models.Index(fields=["ticket", "id"], name="oplog_ticket_timeline")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} {self.error_code}".strip()
+
+    @property
+    def ok(self) -> bool:
+        return not self.error_code
+
+
+class Evidence(models.Model):
+    """上传凭证 / buyer evidence: images (validated, stored) and video links."""
+
+    class Role(models.TextChoices):
+        BUYER = "buyer", _("Buyer")
+        SELLER = "seller", _("Seller")
+        PLATFORM = "platform", _("Platform")
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("Image")
+        VIDEO = "video", _("Video")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.PROTECT, related_name="evidence")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IMAGE)
+    file = models.FileField(upload_to="evidence/%Y/%m/", blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    content_type = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    size = models.PositiveIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="ticket__store")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("evidence")
+        verbose_name_plural = _("evidence")
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} {self.get_kind_display()} #{self.pk}"
+
+
+class QuickReply(models.Model):
+    """售后话术库: preset replies per store or agency-wide (store empty), with {variables}."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(_("title"), max_length=100)
+    body = models.TextField(_("text"), max_length=2000)
+    position = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+    # Agency-wide replies have no store and every member sees them; per-store ones follow the grants.
+    tenant_scope = TenantScope(agency="agency", store="store", store_optional=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("quick reply")
+        verbose_name_plural = _("quick replies")
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class SensitiveWord(models.Model):
+    """敏感词: a word or regular expression refused in replies, per market or for all (market empty)."""
+
+    class Kind(models.TextChoices):
+        WORD = "word", _("Word")
+        PATTERN = "pattern", _("Pattern (regular expression)")
+
+    market = models.ForeignKey(Market, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.WORD)
+    value = models.CharField(_("word or pattern"), max_length=300)
+    label = models.CharField(_("why"), max_length=100, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "value"]
+        verbose_name = _("sensitive word")
+        verbose_name_plural = _("sensitive words")
+        constraints = [models.UniqueConstraint(fields=["market", "kind", "value"], name="sensitive_word_unique",
+                                               nulls_distinct=False)]
+
+    def __str__(self) -> str:
+        return self.value

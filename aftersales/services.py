@@ -1,0 +1,487 @@
+"""Every change to an after-sales request happens here: one transaction per action.
+
+Pattern (DESIGN rule 4): lock the request row, check permission and the transition table, write,
+append the operation-log row, enqueue side effects after commit. A refused action is logged with its
+error code in a short transaction of its own, after the rollback. Seller actions, buyer events and
+platform events all take this path, so the demo and the platform sync behave the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from aftersales import oplog
+from aftersales.models import AfterSalesRequest, LineItem
+from aftersales.oplog import PLATFORM, Performer
+from aftersales.states import (
+    ACTIONS,
+    Arbitration,
+    Decision,
+    RequestType,
+    State,
+    normalise_platform_status,
+    state_for_platform_status,
+    targets,
+)
+from stores import errors
+from stores.errors import AppError
+from stores.models import Store
+from stores.permissions import StorePerm
+from stores.services import require_store_perm
+
+# Which permission each seller action needs (refunds move money, so they need the refund permission).
+ACTION_PERMS: dict[str, tuple[str, ...]] = {
+    "approve": (StorePerm.HANDLE_AFTERSALES,),
+    "reject": (StorePerm.HANDLE_AFTERSALES,),
+    "request_evidence": (StorePerm.HANDLE_AFTERSALES,),
+    "refund": (StorePerm.HANDLE_AFTERSALES, StorePerm.REFUND),
+    "ship_replacement": (StorePerm.HANDLE_AFTERSALES,),
+    "close": (StorePerm.HANDLE_AFTERSALES,),
+    "arbitration": (StorePerm.HANDLE_AFTERSALES,),
+}
+
+# Decisions that are rejections; the rest are approvals.
+REJECT_DECISIONS = {Decision.REJECT_REFUND, Decision.REJECT_RETURN, Decision.REJECT_RECEIVED_PACKAGE,
+                    Decision.REJECT_REPLACEMENT}
+
+# Used when the platform has not sent a request-specific list (e.g. demo data); names as observed.
+DEFAULT_REJECT_REASONS = [
+    {"name": "reverse_reject_request_reason_1", "text": "Buyer's return reason is not valid"},
+    {"name": "reverse_reject_request_reason_3",
+     "text": "Product already used, damaged or removed from original packaging"},
+    {"name": "reverse_reject_request_reason_4", "text": "Product delivery is on schedule"},
+    {"name": "reverse_reject_request_reason_5", "text": "Reached an agreement with the buyer"},
+]
+
+MAX_COMMENT = 500
+
+
+# --- the one path every change takes -------------------------------------------------------------
+def _lock(performer: Performer, ticket_id) -> AfterSalesRequest:
+    qs = AfterSalesRequest.objects
+    qs = qs.for_actor(performer.actor) if performer.actor is not None else qs.unscoped()
+    lookup = {"pk": ticket_id} if isinstance(ticket_id, int) else {"public_id": ticket_id}
+    try:
+        return qs.select_for_update(of=("self",)).select_related("store__market").get(**lookup)
+    except (AfterSalesRequest.DoesNotExist, ValueError, TypeError, DjangoValidationError):
+        raise AppError(errors.ERR_NOT_FOUND) from None
+
+
+def _target(action: str, ticket: AfterSalesRequest) -> str:
+    steps = ACTIONS.get(action, [])
+    if not any(ticket.type in s.types for s in steps):
+        raise AppError(errors.ERR_STATE_002, data={"action": action, "type": ticket.type})
+    found = targets(action, ticket.type, ticket.state)
+    if not found:
+        raise AppError(errors.ERR_STATE_001, data={"action": action, "state": ticket.state})
+    return found[0]
+
+
+def perform(performer: Performer, ticket_id, action: str, change: Callable[[AfterSalesRequest, str], Any] | None,
+            *, perm_key: str | None = None, payload: dict | None = None, log_action: str | None = None,
+            choose_target: Callable[[AfterSalesRequest], str] | None = None) -> AfterSalesRequest:
+    """Run one state-changing action: lock, check, change, log — or log the refusal."""
+    payload = dict(payload or {})
+    log_name = log_action or action
+    locked_pk: int | None = None
+    try:
+        with transaction.atomic():
+            ticket = _lock(performer, ticket_id)
+            locked_pk = ticket.pk
+            if performer.actor is not None and perm_key is not None:
+                for perm in ACTION_PERMS[perm_key]:
+                    require_store_perm(performer.actor, ticket.store, perm)
+            before = ticket.state
+            target = choose_target(ticket) if choose_target else _target(action, ticket)
+            extra = change(ticket, target) if change else None
+            if extra:
+                payload.update(extra)
+            if target != before:
+                ticket.state = target
+                ticket.state_changed_at = timezone.now()
+            ticket.save()
+            oplog.record(ticket, performer=performer, action=log_name, before=before, after=ticket.state,
+                         payload=payload)
+            return ticket
+    except AppError as exc:
+        if locked_pk is not None:
+            oplog.record_failure(locked_pk, performer=performer, action=log_name, error_code=exc.code,
+                                 message=exc.detail or str(exc.error.message), payload=payload)
+        raise
+
+
+# --- seller actions --------------------------------------------------------------------------------
+def parse_amount(raw, currency: str | None = None, *, expected_currency: str) -> Decimal:
+    if currency is not None and currency != expected_currency:
+        raise AppError(errors.ERR_REFUND_002, fields={"currency": [f"expected {expected_currency}"]})
+    try:
+        amount = Decimal(str(raw))
+    except (InvalidOperation, ValueError):
+        raise AppError(errors.ERR_REFUND_002, fields={"amount": ["not a decimal number"]}) from None
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise AppError(errors.ERR_REFUND_002, fields={"amount": ["must be positive with at most 2 decimals"]})
+    return amount
+
+
+def approve(performer: Performer, ticket_id, decision: str, *, partial_refund: str | None = None,
+            currency: str | None = None, buyer_keep_item: bool = False) -> AfterSalesRequest:
+    try:
+        decision = Decision(decision)
+    except ValueError:
+        raise AppError(errors.ERR_VALIDATION, fields={"decision": [f"unknown decision {decision!r}"]}) from None
+    if decision in REJECT_DECISIONS:
+        raise AppError(errors.ERR_VALIDATION, fields={"decision": ["use reject for a rejection"]})
+    if decision == Decision.APPROVE_RETURN and buyer_keep_item:
+        decision = Decision.DIRECT_REFUND  # the platform's "returnless refund"
+
+    def change(ticket: AfterSalesRequest, target: str):
+        if decision == Decision.OFFER_PARTIAL_REFUND:
+            if partial_refund is None:
+                raise AppError(errors.ERR_REFUND_002, fields={"partial_refund": ["required for a partial offer"]})
+            amount = parse_amount(partial_refund, currency, expected_currency=ticket.currency)
+            if amount > ticket.refundable:
+                raise AppError(errors.ERR_REFUND_001, data={"refundable": str(ticket.refundable)})
+            ticket.partial_refund_offer = amount
+            return {"partial_refund": {"amount": str(amount), "currency": ticket.currency}}
+        if decision == Decision.DIRECT_REFUND:
+            ticket.can_buyer_keep_item = True
+        return None
+
+    return perform(performer, ticket_id, f"approve:{decision}", change, perm_key="approve",
+                   payload={"decision": decision.value}, log_action="approve")
+
+
+def _reject_decision(ticket: AfterSalesRequest) -> str:
+    if ticket.type == RequestType.EXCHANGE:
+        return Decision.REJECT_REPLACEMENT
+    if ticket.type == RequestType.REFUND_ONLY:
+        return Decision.REJECT_REFUND
+    if ticket.state == State.RETURN_IN_TRANSIT:
+        return Decision.REJECT_RECEIVED_PACKAGE
+    return Decision.REJECT_RETURN
+
+
+def reject_reasons(ticket: AfterSalesRequest) -> list[dict[str, str]]:
+    return ticket.reject_reasons or DEFAULT_REJECT_REASONS
+
+
+def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
+           images: list[str] | None = None, decision: str | None = None) -> AfterSalesRequest:
+    images = list(images or [])
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise AppError(errors.ERR_VALIDATION, fields={"comment": [f"at most {MAX_COMMENT} characters"]})
+    payload = {"reason": reason, "comment": comment, "images": images}
+    chosen: dict[str, str] = {}
+
+    def pick(ticket: AfterSalesRequest) -> str:
+        chosen["decision"] = decision or _reject_decision(ticket)
+        if chosen["decision"] not in REJECT_DECISIONS:
+            raise AppError(errors.ERR_VALIDATION, fields={"decision": ["not a reject decision"]})
+        return _target(f"reject:{chosen['decision']}", ticket)
+
+    def change(ticket: AfterSalesRequest, target: str):
+        names = {r["name"] for r in reject_reasons(ticket)}
+        if reason not in names:
+            raise AppError(errors.ERR_REVIEW_001, fields={"reason": sorted(names)})
+        if images:
+            from aftersales.models import Evidence
+
+            found = set(Evidence.objects.for_agency(ticket.agency_id).filter(
+                ticket=ticket, role=Evidence.Role.SELLER, public_id__in=images).values_list("public_id", flat=True))
+            missing = [i for i in images if not any(str(f) == str(i) for f in found)]
+            if missing:
+                raise AppError(errors.ERR_VALIDATION, fields={"images": [f"unknown evidence {m}" for m in missing]})
+        return {"decision": chosen["decision"]}
+
+    return perform(performer, ticket_id, "reject", change, perm_key="reject", payload=payload,
+                   choose_target=pick)
+
+
+def request_evidence(performer: Performer, ticket_id, *, message: str = "") -> AfterSalesRequest:
+    return perform(performer, ticket_id, "request_evidence", None, perm_key="request_evidence",
+                   payload={"message": (message or "")[:MAX_COMMENT]})
+
+
+def refund(performer: Performer, ticket_id, *, amount: str | None = None,
+           currency: str | None = None) -> AfterSalesRequest:
+    def change(ticket: AfterSalesRequest, target: str):
+        value = ticket.refundable if amount is None else parse_amount(amount, currency,
+                                                                        expected_currency=ticket.currency)
+        if value > ticket.refundable or value <= 0:
+            raise AppError(errors.ERR_REFUND_001, data={"refundable": str(ticket.refundable)})
+        ticket.refunded_amount += value
+        return {"amount": str(value), "currency": ticket.currency,
+                "partial": value < ticket.refund_total, "refunded_total": str(ticket.refunded_amount)}
+
+    return perform(performer, ticket_id, "refund", change, perm_key="refund")
+
+
+def ship_replacement(performer: Performer, ticket_id, *, carrier: str, tracking_number: str) -> AfterSalesRequest:
+    number = "".join((tracking_number or "").split()).upper()
+    if not number or len(number) > 64:
+        raise AppError(errors.ERR_LOG_204, fields={"tracking_number": ["1 to 64 characters"]})
+
+    def change(ticket: AfterSalesRequest, target: str):
+        ticket.replacement_tracking_number = number
+        return {"carrier": carrier, "tracking_number": number}
+
+    return perform(performer, ticket_id, "ship_replacement", change, perm_key="ship_replacement")
+
+
+def close(performer: Performer, ticket_id, *, comment: str = "") -> AfterSalesRequest:
+    return perform(performer, ticket_id, "close", None, perm_key="close",
+                   payload={"comment": (comment or "")[:MAX_COMMENT]})
+
+
+def record_arbitration(performer: Performer, ticket_id, status: str) -> AfterSalesRequest:
+    """平台仲裁: record the platform's arbitration and, on a ruling, where it leaves the request."""
+    try:
+        status = Arbitration(status)
+    except ValueError:
+        raise AppError(errors.ERR_VALIDATION, fields={"status": [f"unknown arbitration status {status!r}"]}) from None
+    action = f"arbitration:{status}"
+
+    def pick(ticket: AfterSalesRequest) -> str:
+        options = set(targets(action, ticket.type, ticket.state))
+        if not options:
+            return _target(action, ticket)  # raises the right code
+        if status == Arbitration.SUPPORT_BUYER:
+            # A rejected return request goes back to "awaiting the buyer's parcel"; every other ruling
+            # for the buyer means the refund is owed.
+            if ticket.type == RequestType.RETURN_AND_REFUND and ticket.pre_arbitration_state == State.REJECTED:
+                return State.AWAITING_RETURN
+            return State.REFUND_APPROVED
+        return options.pop()
+
+    def change(ticket: AfterSalesRequest, target: str):
+        if status == Arbitration.IN_PROGRESS:
+            ticket.pre_arbitration_state = ticket.state
+        ticket.arbitration_status = status
+        return {"arbitration_status": status.value}
+
+    return perform(performer, ticket_id, action, change, perm_key="arbitration", choose_target=pick,
+                   log_action="arbitration")
+
+
+# --- buyer and platform events ---------------------------------------------------------------------
+def buyer_shipped(ticket_id, *, carrier: str = "", tracking_number: str = "") -> AfterSalesRequest:
+    return perform(oplog.BUYER, ticket_id, "buyer_shipped", None,
+                   payload={"carrier": carrier, "tracking_number": tracking_number})
+
+
+def buyer_cancelled(ticket_id, *, performer: Performer = oplog.BUYER) -> AfterSalesRequest:
+    return perform(performer, ticket_id, "buyer_cancelled", None)
+
+
+def buyer_responded(ticket_id, *, note: str = "") -> AfterSalesRequest:
+    return perform(oplog.BUYER, ticket_id, "buyer_responded", None, payload={"note": note[:MAX_COMMENT]})
+
+
+def buyer_accepted_offer(ticket_id) -> AfterSalesRequest:
+    def change(ticket: AfterSalesRequest, target: str):
+        if ticket.partial_refund_offer is None:
+            raise AppError(errors.ERR_STATE_001, detail="no partial refund was offered")
+        # The buyer keeps the item and the refundable amount becomes the offer.
+        ticket.refund_total = ticket.refunded_amount + ticket.partial_refund_offer
+        ticket.can_buyer_keep_item = True
+        return {"amount": str(ticket.partial_refund_offer)}
+
+    return perform(oplog.BUYER, ticket_id, "buyer_accepted_offer", change)
+
+
+def replacement_delivered(ticket_id) -> AfterSalesRequest:
+    return perform(PLATFORM, ticket_id, "replacement_delivered", None)
+
+
+def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = PLATFORM,
+                          payload: dict | None = None) -> AfterSalesRequest:
+    """The platform is the source of truth for its own status: take it, or flag an unknown one."""
+    mapped = state_for_platform_status(raw_status)
+    locked_pk: int | None = None
+    with transaction.atomic():
+        ticket = _lock(performer, ticket_id)
+        locked_pk = ticket.pk
+        before = ticket.state
+        ticket.platform_status = normalise_platform_status(raw_status)[:64]
+        if mapped is None:
+            ticket.platform_status_unknown = True
+            ticket.save()
+            oplog.record(ticket, performer=performer, action="platform_status", before=before, after=before,
+                         error_code=errors.ERR_SYNC_001.code, message=str(errors.ERR_SYNC_001.message),
+                         payload={"raw_status": raw_status, **(payload or {})})
+            return ticket
+        ticket.platform_status_unknown = False
+        if mapped != before:
+            ticket.state = mapped
+            ticket.state_changed_at = timezone.now()
+        ticket.save()
+        oplog.record(ticket, performer=performer, action="platform_status", before=before, after=ticket.state,
+                     payload={"raw_status": raw_status, **(payload or {})})
+    assert locked_pk is not None
+    return ticket
+
+
+# --- intake ------------------------------------------------------------------------------------------
+def _money(value, field: str) -> Decimal:
+    if value in (None, ""):
+        return Decimal("0")
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise AppError(errors.ERR_SYNC_002, fields={field: ["not a decimal string"]}) from None
+    if not amount.is_finite() or amount < 0:
+        raise AppError(errors.ERR_SYNC_002, fields={field: ["must be a non-negative amount"]})
+    return amount.quantize(Decimal("0.01"))
+
+
+def _ts(value) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise AppError(errors.ERR_SYNC_002, fields={"timestamp": [f"not a unix time: {value!r}"]}) from None
+
+
+def parse_return(store: Store, data: dict) -> tuple[dict, list[dict]]:
+    """Turn a platform return object (Search Returns, §1.3) into model fields and line items."""
+    if not isinstance(data, dict):
+        raise AppError(errors.ERR_SYNC_002, fields={"payload": ["must be an object"]})
+    missing = [k for k in ("return_id", "order_id", "return_type") if not data.get(k)]
+    if missing:
+        raise AppError(errors.ERR_SYNC_002, fields={k: ["required"] for k in missing})
+    rtype = {"REFUND": RequestType.REFUND_ONLY, "RETURN_AND_REFUND": RequestType.RETURN_AND_REFUND,
+             "REPLACEMENT": RequestType.EXCHANGE}.get(str(data["return_type"]).upper())
+    if rtype is None:
+        raise AppError(errors.ERR_SYNC_002, fields={"return_type": [f"unknown {data['return_type']!r}"]})
+    amounts = data.get("refund_amount") or {}
+    currency = (amounts.get("currency") or store.market.currency).upper()[:3]
+    actions = data.get("seller_next_action_response") or []
+    deadlines = [d for d in (_ts(a.get("deadline")) for a in actions if isinstance(a, dict)) if d]
+    fields = {
+        "type": rtype,
+        "return_id": str(data["return_id"])[:64],
+        "order_id": str(data["order_id"])[:64],
+        "platform_return_type": str(data["return_type"])[:32],
+        "arbitration_status": (data.get("arbitration_status") or "")[:16],
+        "initiator_role": (data.get("role") or "BUYER")[:16],
+        "reason_key": (data.get("return_reason") or "")[:160],
+        "reason_text": (data.get("return_reason_text") or "")[:500],
+        "buyer_user_id": str(data.get("buyer_user_id") or "")[:64],
+        "buyer_name": (data.get("buyer_name") or "")[:200],
+        "currency": currency,
+        "refund_total": _money(amounts.get("refund_total"), "refund_total"),
+        "refund_subtotal": _money(amounts.get("refund_subtotal"), "refund_subtotal"),
+        "refund_shipping_fee": _money(amounts.get("refund_shipping_fee"), "refund_shipping_fee"),
+        "refund_tax": _money(amounts.get("refund_tax"), "refund_tax"),
+        "seller_next_actions": actions,
+        "platform_deadline": min(deadlines) if deadlines else None,
+        "shipment_type": (data.get("shipment_type") or "")[:16],
+        "handover_method": (data.get("handover_method") or "")[:16],
+        "return_method": (data.get("return_method") or "")[:24],
+        "can_buyer_keep_item": bool(data.get("can_buyer_keep_item")),
+        "is_quick_refund": bool(data.get("is_quick_refund")),
+        "platform_created_at": _ts(data.get("create_time")),
+        "platform_updated_at": _ts(data.get("update_time")),
+        "raw": data,
+    }
+    if data.get("reject_reasons"):
+        fields["reject_reasons"] = [{"name": str(r.get("name")), "text": str(r.get("text", ""))}
+                                    for r in data["reject_reasons"] if isinstance(r, dict) and r.get("name")]
+    items = []
+    for item in data.get("return_line_items") or []:
+        if not isinstance(item, dict):
+            continue
+        items.append({
+            "line_item_id": str(item.get("return_line_item_id") or "")[:64],
+            "order_line_item_id": str(item.get("order_line_item_id") or "")[:64],
+            "sku_id": str(item.get("sku_id") or "")[:64],
+            "seller_sku": str(item.get("seller_sku") or "")[:64],
+            "sku_name": str(item.get("sku_name") or "")[:200],
+            "product_name": str(item.get("product_name") or "")[:300],
+            "category": str(item.get("category") or "")[:64],
+            "quantity": max(1, int(item.get("quantity") or 1)),
+            "refund_amount": _money((item.get("refund_amount") or {}).get("refund_total"), "line refund_total"),
+        })
+    return fields, items
+
+
+def intake(store: Store, data: dict, *, performer: Performer = PLATFORM) -> tuple[AfterSalesRequest, bool]:
+    """A new request from the platform (or a buyer in the demo). Idempotent by (store, return_id).
+
+    Returns (request, created). A request already known gets the platform's newer status instead.
+    """
+    fields, items = parse_return(store, data)
+    raw_status = data.get("return_status") or "RETURN_OR_REFUND_REQUEST_PENDING"
+    existing = AfterSalesRequest.objects.for_agency(store.agency_id).filter(
+        store=store, return_id=fields["return_id"]).values_list("pk", flat=True).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                ticket = _create(store, fields, items, raw_status, performer)
+            return ticket, True
+        except IntegrityError:
+            # A concurrent intake of the same return won the insert; fall through to an update.
+            existing = AfterSalesRequest.objects.for_agency(store.agency_id).get(
+                store=store, return_id=fields["return_id"]).pk
+    ticket = apply_platform_status(existing, raw_status, performer=performer)
+    return ticket, False
+
+
+def _create(store: Store, fields: dict, items: list[dict], raw_status: str,
+            performer: Performer) -> AfterSalesRequest:
+    mapped = state_for_platform_status(raw_status)
+    now = timezone.now()
+    ticket = AfterSalesRequest.objects.create(
+        agency_id=store.agency_id, store=store, state=mapped or State.PENDING_REVIEW, state_changed_at=now,
+        platform_status=normalise_platform_status(raw_status)[:64], platform_status_unknown=mapped is None,
+        **fields,
+    )
+    LineItem.objects.bulk_create([LineItem(ticket=ticket, **item) for item in items])
+    rows = [(ticket, {"performer": performer, "action": "intake", "before": "", "after": ticket.state,
+                      "payload": {"return_status": raw_status, "reason": fields["reason_key"]}})]
+    if mapped is None:
+        rows.append((ticket, {"performer": performer, "action": "platform_status", "before": ticket.state,
+                              "after": ticket.state, "error_code": errors.ERR_SYNC_001.code,
+                              "message": str(errors.ERR_SYNC_001.message), "payload": {"raw_status": raw_status}}))
+    oplog.record_many(rows)
+    return ticket
+
+
+# --- batch review (批量审核) -------------------------------------------------------------------------
+BULK_LIMIT = 1000
+BULK_ACTIONS = {"approve", "reject", "request_evidence", "close"}
+
+
+def bulk(performer: Performer, action: str, ids: list, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Act on many requests across stores. Each item stands alone: its own transaction, result and code."""
+    if action not in BULK_ACTIONS:
+        raise AppError(errors.ERR_BULK_002)
+    if len(ids) > BULK_LIMIT:
+        raise AppError(errors.ERR_BULK_001, data={"limit": BULK_LIMIT})
+    results = []
+    for ticket_id in dict.fromkeys(str(i) for i in ids):  # duplicates act once
+        try:
+            if action == "approve":
+                approve(performer, ticket_id, params.get("decision", ""),
+                        partial_refund=params.get("partial_refund"), currency=params.get("currency"),
+                        buyer_keep_item=bool(params.get("buyer_keep_item")))
+            elif action == "reject":
+                reject(performer, ticket_id, reason=params.get("reason", ""), comment=params.get("comment", ""))
+            elif action == "request_evidence":
+                request_evidence(performer, ticket_id, message=params.get("message", ""))
+            else:
+                close(performer, ticket_id, comment=params.get("comment", ""))
+            results.append({"id": ticket_id, "ok": True, "error": None})
+        except AppError as exc:
+            results.append({"id": ticket_id, "ok": False,
+                            "error": {"code": exc.code, "message": exc.detail or str(exc.error.message)}})
+    return results
