@@ -10,7 +10,7 @@ from stores.models import Heartbeat
 from stores.tasks import heartbeat
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_task_round_trip_through_broker_and_worker():
     # Fail fast (instead of waiting forever for a worker that cannot start) when the broker is down.
     with app.connection() as connection:

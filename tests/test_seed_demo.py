@@ -8,9 +8,9 @@ from stores.permissions import StorePerm
 
 
 def test_seed_demo_is_idempotent_and_per_slug(db, capsys):
-    call_command("seed_demo")
-    call_command("seed_demo")
-    call_command("seed_demo", "--agency", "acme")
+    call_command("seed_demo", "--tickets", "25")
+    call_command("seed_demo", "--tickets", "25")
+    call_command("seed_demo", "--agency", "acme", "--tickets", "2")
     out = capsys.readouterr().out
     assert "demo-owner / " in out and "acme-viewer / " in out
     demo, acme = Agency.objects.get(slug="demo"), Agency.objects.get(slug="acme")
@@ -28,8 +28,27 @@ def test_seed_demo_is_idempotent_and_per_slug(db, capsys):
     assert not Store.objects.for_actor(agent).filter(agency=acme).exists()
 
 
+def test_seed_demo_requests_cover_every_state_with_logs(db):
+    from django.db.models import Count
+
+    from aftersales.models import AfterSalesRequest, OperationLog
+    from aftersales.states import State
+
+    call_command("seed_demo", "--tickets", "25")
+    demo = Agency.objects.get(slug="demo")
+    tickets = AfterSalesRequest.objects.for_agency(demo)
+    assert tickets.count() == 12 * 25
+    assert set(tickets.values_list("state", flat=True)) == set(State)
+    assert tickets.filter(platform_status_unknown=True).exists()
+    # Every request has its intake row, and rows exist for every action taken.
+    assert not tickets.annotate(n=Count("logs")).filter(n=0).exists()
+    assert OperationLog.objects.filter(agency_id=demo.pk, action="intake").count() == 12 * 25
+    assert {"approve", "reject", "refund", "arbitration", "buyer_shipped", "close"} <= set(
+        OperationLog.objects.filter(agency_id=demo.pk).values_list("action", flat=True))
+
+
 def test_create_api_token_prints_key_last(db, capsys):
-    call_command("seed_demo")
+    call_command("seed_demo", "--tickets", "0")
     call_command("create_api_token", "demo-agent")
     key = capsys.readouterr().out.strip().splitlines()[-1]
     assert key.startswith("ast_") and len(key) > 40

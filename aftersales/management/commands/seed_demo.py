@@ -2,20 +2,28 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from aftersales.demo import seed_tickets
 from stores.demo import seed_agency
 
 
 class Command(BaseCommand):
-    help = "Create (or refresh) a demo agency with 12 stores over the 11 markets and three logins."
+    help = ("Create (or refresh) a demo agency: 12 stores over the 11 markets, three logins and "
+            "after-sales requests in every state (created through the services, so with full logs).")
 
     def add_arguments(self, parser):
         parser.add_argument("--agency", default="demo", help="agency slug (default: demo)")
+        parser.add_argument("--tickets", type=int, default=250, help="requests per store (default: 250)")
 
-    def handle(self, *args, agency, **options):
+    def handle(self, *args, agency, tickets, **options):
         slug = slugify(agency)
         if not slug or slug != agency:
             raise CommandError(_("--agency must be a slug (lowercase letters, digits, hyphens)."))
+        if not 0 <= tickets <= 100_000:
+            raise CommandError(_("--tickets must be between 0 and 100000."))
         logins = seed_agency(slug)
+        created = seed_tickets(logins.agency.pk, tickets)
         self.stdout.write(_("Demo agency “%(name)s” is ready.") % {"name": logins.agency.name})
+        if created:
+            self.stdout.write(_("%(count)d after-sales requests created.") % {"count": created})
         for username in logins.usernames:
             self.stdout.write(f"  {username} / {logins.password}")

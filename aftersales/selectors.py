@@ -1,0 +1,63 @@
+"""Reads of the after-sales core, always through the scoping gate."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import QuerySet
+
+from aftersales.models import AfterSalesRequest, OperationLog
+from aftersales.services import ACTION_PERMS
+from aftersales.states import ACTIONS, targets
+from stores.models import MarketPolicy
+from stores.scoping import Actor
+from stores.services import store_perms
+
+CENT = Decimal("0.01")
+
+# Seller actions offered to people; buyer and platform events are not theirs to take.
+SELLER_ACTION_PREFIXES = ("approve:", "reject:", "request_evidence", "refund", "ship_replacement", "close")
+
+
+def tickets_for_actor(actor: Actor | None) -> QuerySet[AfterSalesRequest]:
+    return AfterSalesRequest.objects.for_actor(actor).select_related("store__market")
+
+
+def timeline(ticket: AfterSalesRequest) -> QuerySet[OperationLog]:
+    """The operation log of one request, oldest first, in one query."""
+    return OperationLog.objects.filter(ticket_id=ticket.pk).select_related("actor_user").order_by("id")
+
+
+def allowed_actions(actor: Actor, ticket: AfterSalesRequest, perms: set[str] | None = None) -> list[str]:
+    """What this person may do to this request now (state × role), so clients never guess."""
+    if perms is None:
+        perms = store_perms(actor, [ticket.store_id]).get(ticket.store_id, set())
+    result = []
+    for action in ACTIONS:
+        if not action.startswith(SELLER_ACTION_PREFIXES) or not targets(action, ticket.type, ticket.state):
+            continue
+        needed = ACTION_PERMS[action.split(":")[0]]
+        if all(p in perms for p in needed):
+            result.append(action)
+    return result
+
+
+def fees(ticket: AfterSalesRequest, policy: MarketPolicy | None = None) -> dict:
+    """Commission returned on the refunded amount and who pays return shipping, per market policy.
+
+    Before any refund the commission figure is what *will* be returned on the refundable total.
+    """
+    if policy is None:
+        policy = MarketPolicy.objects.filter(market_id=ticket.store.market_id).first()
+    rate = policy.commission_rate if policy else Decimal("0")
+    base = ticket.refunded_amount if ticket.refunded_amount > 0 else ticket.refund_total
+    shipping = (ticket.raw or {}).get("shipping_fee_amount") or []
+    return {
+        "currency": ticket.currency,
+        "commission_rate": rate,
+        "commission_returned": (base * rate).quantize(CENT, rounding=ROUND_HALF_UP),
+        "commission_is_estimate": ticket.refunded_amount <= 0,
+        "return_shipping_payer": policy.return_shipping_payer if policy else "",
+        "return_shipping_payer_label": str(policy.get_return_shipping_payer_display()) if policy else "",
+        "platform_shipping_fees": shipping[0] if shipping and isinstance(shipping[0], dict) else {},
+    }

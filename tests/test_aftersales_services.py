@@ -1,0 +1,326 @@
+"""Services: log rows on success and failure, money rules, permissions, intake, batch review, fees."""
+
+import re
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import DatabaseError, connection, connections, transaction
+
+from aftersales import selectors, services
+from aftersales.models import AfterSalesRequest, OperationLog
+from aftersales.oplog import Performer
+from aftersales.states import PLATFORM_STATUS, State, normalise_platform_status, state_for_platform_status
+from stores.errors import CATALOGUE, AppError
+from tests.conftest import platform_return
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def logs(ticket):
+    return list(OperationLog.objects.filter(ticket_id=ticket.pk).order_by("id")
+                .values_list("action", "error_code", "state_before", "state_after"))
+
+
+# --- platform vocabulary ---------------------------------------------------------------------
+OFFICIAL_14 = [
+    "RETURN_OR_REFUND_REQUEST_PENDING", "REFUND_OR_RETURN_REQUEST_REJECT", "AWAITING_BUYER_SHIP",
+    "BUYER_SHIPPED_ITEM", "REJECT_RECEIVE_PACKAGE", "RETURN_OR_REFUND_REQUEST_SUCCESS",
+    "RETURN_OR_REFUND_REQUEST_CANCEL", "RETURN_OR_REFUND_REQUEST_COMPLETE", "REPLACEMENT_REQUEST_PENDING",
+    "REPLACEMENT_REQUEST_REJECT", "REPLACEMENT_REQUEST_REFUND_SUCCESS", "REPLACEMENT_REQUEST_CANCEL",
+    "REPLACEMENT_REQUEST_COMPLETE", "AWAITING_BUYER_RESPONSE",
+]
+
+
+@pytest.mark.parametrize("status", OFFICIAL_14)
+def test_every_official_status_maps(status):
+    assert state_for_platform_status(status) in set(State)
+
+
+@pytest.mark.parametrize("variant", ["RETURN_OR_REFUND_REQUEST_REJECT", "RETURN_OR_REFUND_REQUEST_REJECTED",
+                                     "refund_or_return_request_reject", " REQUEST_REJECTED "])
+def test_reject_spelling_variants(variant):
+    assert state_for_platform_status(variant) == State.REJECTED
+
+
+def test_replacement_typo_is_accepted():
+    assert normalise_platform_status("REPLACMENT_REQUEST_PENDING") == "REPLACEMENT_REQUEST_PENDING"
+    assert set(PLATFORM_STATUS.values()) <= set(State)
+
+
+def test_unknown_status_is_kept_flagged_and_logged(tenants):
+    a, _b = tenants
+    ticket, created = services.intake(a.stores[0], platform_return(return_status="SOMETHING_NEW_2027"))
+    assert created and ticket.platform_status == "SOMETHING_NEW_2027" and ticket.platform_status_unknown
+    assert ticket.state == State.PENDING_REVIEW
+    assert logs(ticket)[-1][:2] == ("platform_status", "ERR_SYNC_001")
+    # A later known status clears the flag.
+    ticket = services.apply_platform_status(ticket.pk, "AWAITING_BUYER_SHIP")
+    assert not ticket.platform_status_unknown and ticket.state == State.AWAITING_RETURN
+
+
+# --- intake -------------------------------------------------------------------------------------
+def test_intake_keeps_what_the_platform_sends(tenants):
+    a, _b = tenants
+    data = platform_return(return_type="RETURN_AND_REFUND", arbitration_status="IN_PROGRESS")
+    ticket, _ = services.intake(a.stores[0], data)
+    assert ticket.refund_total == Decimal("25.00") and ticket.currency == "USD"
+    assert ticket.platform_deadline is not None and ticket.seller_next_actions[0]["action"] == "SELLER_RESPOND_REFUND"
+    item = ticket.items.get()
+    assert (item.sku_id, item.category, item.refund_amount) == ("SKU1", "apparel", Decimal("22.00"))
+    assert ticket.raw["return_id"] == data["return_id"]
+
+
+def test_intake_is_idempotent_and_applies_newer_status(tenants):
+    a, _b = tenants
+    data = platform_return()
+    first, created = services.intake(a.stores[0], data)
+    again, created_again = services.intake(a.stores[0], {**data, "return_status": "RETURN_OR_REFUND_REQUEST_SUCCESS"})
+    assert created and not created_again and first.pk == again.pk
+    assert again.state == State.REFUND_APPROVED
+    assert AfterSalesRequest.objects.for_agency(a.agency).filter(return_id=data["return_id"]).count() == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("return_id", ""), ("return_type", "SWAP"),
+                                              ("refund_amount", {"currency": "USD", "refund_total": "abc"}),
+                                              ("refund_amount", {"currency": "USD", "refund_total": "-1"}),
+                                              ("create_time", "yesterday")])
+def test_malformed_payload_is_refused_and_nothing_written(tenants, field, value):
+    a, _b = tenants
+    with pytest.raises(AppError) as info:
+        services.intake(a.stores[0], platform_return(**{field: value}))
+    assert info.value.code == "ERR_SYNC_002"
+    assert not AfterSalesRequest.objects.for_agency(a.agency).exists()
+
+
+# --- money ----------------------------------------------------------------------------------------
+def approved(a, **overrides):
+    owner = Performer.of(a.actor(a.owner))
+    ticket, _ = services.intake(a.stores[0], platform_return(**overrides))
+    return owner, services.approve(owner, ticket.public_id, "APPROVE_REFUND")
+
+
+def test_partial_refund_then_nothing_more(tenants):
+    a, _b = tenants
+    owner, ticket = approved(a)
+    ticket = services.refund(owner, ticket.public_id, amount="10.00", currency="USD")
+    assert ticket.state == State.COMPLETED and ticket.refunded_amount == Decimal("10.00")
+    assert ticket.logs.last().payload["partial"] is True
+
+
+@pytest.mark.parametrize(("amount", "code"), [("25.01", "ERR_REFUND_001"), ("0", "ERR_REFUND_002"),
+                                              ("-3", "ERR_REFUND_002"), ("abc", "ERR_REFUND_002"),
+                                              ("1.005", "ERR_REFUND_002"), ("NaN", "ERR_REFUND_002")])
+def test_refund_never_above_refundable(tenants, amount, code):
+    a, _b = tenants
+    owner, ticket = approved(a)
+    with pytest.raises(AppError) as info:
+        services.refund(owner, ticket.public_id, amount=amount)
+    assert info.value.code == code
+    ticket.refresh_from_db()
+    assert ticket.state == State.REFUND_APPROVED and ticket.refunded_amount == 0
+    assert logs(ticket)[-1][:2] == ("refund", code)
+
+
+def test_refund_in_wrong_currency(tenants):
+    a, _b = tenants
+    owner, ticket = approved(a)
+    with pytest.raises(AppError) as info:
+        services.refund(owner, ticket.public_id, amount="5.00", currency="GBP")
+    assert info.value.code == "ERR_REFUND_002"
+
+
+def test_partial_offer_above_refundable_is_refused(tenants):
+    a, _b = tenants
+    owner = Performer.of(a.actor(a.owner))
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    with pytest.raises(AppError) as info:
+        services.approve(owner, ticket.public_id, "OFFER_PARTIAL_REFUND", partial_refund="30.00")
+    assert info.value.code == "ERR_REFUND_001"
+
+
+def test_fees_follow_market_policy(tenants):
+    a, _b = tenants
+    owner, ticket = approved(a)
+    ticket = services.refund(owner, ticket.public_id, amount="20.00")
+    result = selectors.fees(ticket)
+    assert result["commission_returned"] == Decimal("1.60")  # 8 % of 20.00
+    assert not result["commission_is_estimate"]
+    market = ticket.store.market.code
+    assert result["return_shipping_payer"] == ("platform_first_leg" if market in {"US", "UK", "CA"} else "seller")
+
+
+# --- review -----------------------------------------------------------------------------------------
+def test_reject_needs_a_reason_from_the_request_list(tenants):
+    a, _b = tenants
+    owner = Performer.of(a.actor(a.owner))
+    reasons = [{"name": "seller_reject_apply_item_is_correct", "text": "Item is correct"}]
+    ticket, _ = services.intake(a.stores[0], platform_return(reject_reasons=reasons))
+    with pytest.raises(AppError) as info:
+        services.reject(owner, ticket.public_id, reason="reverse_reject_request_reason_1")
+    assert info.value.code == "ERR_REVIEW_001"
+    assert info.value.fields["reason"] == ["seller_reject_apply_item_is_correct"]
+    ticket = services.reject(owner, ticket.public_id, reason="seller_reject_apply_item_is_correct", comment="ok")
+    assert ticket.state == State.REJECTED and ticket.logs.last().payload["decision"] == "REJECT_REFUND"
+
+
+def test_permission_mismatch_is_coded_and_logged(tenants):
+    a, _b = tenants
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    viewer = Performer.of(a.actor(a.viewer))
+    with pytest.raises(AppError) as info:
+        services.approve(viewer, ticket.public_id, "APPROVE_REFUND")
+    assert info.value.code == "ERR_PERM_001" and info.value.status == 403
+    assert logs(ticket)[-1] == ("approve", "ERR_PERM_001", "pending_review", "pending_review")
+
+
+def test_other_tenant_and_ungranted_store_look_missing(tenants):
+    a, b = tenants
+    foreign, _ = services.intake(b.stores[0], platform_return())
+    ungranted, _ = services.intake(a.stores[2], platform_return())
+    agent = Performer.of(a.actor(a.agent))
+    for ticket in (foreign, ungranted):
+        with pytest.raises(AppError) as info:
+            services.approve(agent, ticket.public_id, "APPROVE_REFUND")
+        assert info.value.code == "ERR_NOT_FOUND"
+        assert logs(ticket) == [("intake", "", "", "pending_review")]  # nothing logged on invisible rows
+
+
+def test_allowed_actions_follow_state_and_role(tenants):
+    a, _b = tenants
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    ticket = AfterSalesRequest.objects.for_actor(a.actor(a.agent)).get(pk=ticket.pk)
+    assert "approve:APPROVE_REFUND" in selectors.allowed_actions(a.actor(a.agent), ticket)
+    assert selectors.allowed_actions(a.actor(a.viewer), ticket) == []
+
+
+# --- batch review (批量审核) ------------------------------------------------------------------------
+def test_bulk_items_succeed_or_fail_on_their_own(tenants):
+    a, b = tenants
+    agent = Performer.of(a.actor(a.agent))
+    ok1, _ = services.intake(a.stores[0], platform_return())
+    ok2, _ = services.intake(a.stores[1], platform_return())
+    done, _ = services.intake(a.stores[0], platform_return(return_status="RETURN_OR_REFUND_REQUEST_COMPLETE"))
+    ungranted, _ = services.intake(a.stores[2], platform_return())
+    foreign, _ = services.intake(b.stores[0], platform_return())
+    ids = [str(t.public_id) for t in (ok1, done, ungranted, ok2, foreign)] + ["not-a-uuid"]
+    results = services.bulk(agent, "approve", ids, {"decision": "APPROVE_REFUND"})
+    by_id = {r["id"]: r for r in results}
+    assert [r["ok"] for r in results] == [True, False, False, True, False, False]
+    assert by_id[str(done.public_id)]["error"]["code"] == "ERR_STATE_001"
+    assert by_id[str(ungranted.public_id)]["error"]["code"] == "ERR_NOT_FOUND"
+    assert by_id["not-a-uuid"]["error"]["code"] == "ERR_NOT_FOUND"
+    for t in (ok1, ok2):
+        t.refresh_from_db()
+        assert t.state == State.REFUND_APPROVED
+
+
+def test_bulk_limits(tenants):
+    a, _b = tenants
+    agent = Performer.of(a.actor(a.agent))
+    with pytest.raises(AppError) as info:
+        services.bulk(agent, "refund", [], {})
+    assert info.value.code == "ERR_BULK_002"
+    with pytest.raises(AppError) as info:
+        services.bulk(agent, "approve", [str(i) for i in range(services.BULK_LIMIT + 1)], {})
+    assert info.value.code == "ERR_BULK_001"
+
+
+# --- concurrency: exactly one wins ------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_twenty_concurrent_approvals_one_wins(django_db_blocker):
+    from tests.conftest import make_tenant
+
+    a = make_tenant("race", n_stores=1)
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    owner = Performer.of(a.actor(a.owner))
+    n = 24
+    barrier = threading.Barrier(n)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker():
+        try:
+            barrier.wait()
+            services.approve(owner, ticket.public_id, "APPROVE_REFUND")
+            result = "ok"
+        except AppError as exc:
+            result = f"{exc.code}:{exc.status}"
+        finally:
+            connections.close_all()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert outcomes.count("ok") == 1, outcomes
+    assert outcomes.count("ERR_STATE_001:409") == n - 1, outcomes
+    rows = logs(ticket)
+    assert [r for r in rows if r[0] == "approve" and not r[1]] == [("approve", "", "pending_review", "refund_approved")]
+    assert len([r for r in rows if r[1] == "ERR_STATE_001"]) == n - 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_intake_of_one_return_creates_it_once():
+    from tests.conftest import make_tenant
+
+    a = make_tenant("intake-race", n_stores=1)
+    data = platform_return()
+    barrier = threading.Barrier(12)
+    created: list[bool] = []
+
+    def worker():
+        barrier.wait()
+        try:
+            created.append(services.intake(a.stores[0], data)[1])
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(created) == [False] * 11 + [True]
+    assert AfterSalesRequest.objects.for_agency(a.agency).count() == 1
+
+
+# --- the log is append-only in the database itself ------------------------------------------------
+@pytest.mark.parametrize("sql", ["UPDATE aftersales_operationlog SET message = 'x'",
+                                 "DELETE FROM aftersales_operationlog",
+                                 "TRUNCATE aftersales_operationlog CASCADE"])
+# Committed rows: TRUNCATE refuses a table with pending FK checks in the same transaction.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_database_refuses_changes_to_the_log(sql):
+    from tests.conftest import make_tenant
+
+    a = make_tenant("append-only", n_stores=1)
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL aftersales.allow_log_truncate = 'off'")
+        cursor.execute(sql)
+    assert OperationLog.objects.filter(ticket=ticket).count() == 1
+
+
+# --- the catalogue holds every code the code raises ------------------------------------------------
+def test_every_raised_code_is_in_the_catalogue():
+    used: set[str] = set()
+    for app in ("stores", "aftersales", "logistics", "portal", "config"):
+        for path in (ROOT / app).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            text = path.read_text()
+            used |= set(re.findall(r"errors\.(ERR_[A-Z0-9_]+)", text))
+            used |= {m for m in re.findall(r"[\"'](ERR_[A-Z0-9_]+)[\"']", text)}
+    import stores.errors as errors_module
+
+    declared_attrs = {name for name in dir(errors_module) if name.startswith("ERR_")}
+    codes = set(CATALOGUE)
+    missing = {u for u in used if u not in codes and u not in declared_attrs}
+    assert not missing, f"codes used but not declared: {sorted(missing)}"
+    for name in declared_attrs:
+        assert getattr(errors_module, name).code in codes
