@@ -216,6 +216,45 @@ def _play(rng: random.Random, scenario: str, ticket: AfterSalesRequest, seller: 
         action()
 
 
+def _photo(rng: random.Random, label: str) -> bytes:
+    """A small generated JPEG standing in for a buyer's or seller's photo."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (480, 360), tuple(rng.randint(120, 230) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = rng.randint(0, 400), rng.randint(0, 280)
+        draw.rectangle(
+            [x, y, x + rng.randint(30, 120), y + rng.randint(30, 90)],
+            outline=tuple(rng.randint(0, 120) for _ in range(3)),
+            width=4,
+        )
+    draw.text((12, 12), label, fill=(20, 20, 20))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=70)
+    return out.getvalue()
+
+
+def _evidence(rng: random.Random, scenario: str, ticket: AfterSalesRequest, seller: Performer) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from aftersales import evidence
+
+    if rng.random() < 0.12:
+        videos = [{"url": f"https://video.example.com/{ticket.return_id}.mp4", "duration_millis": 14000}]
+        evidence.add_buyer_evidence(
+            ticket.pk,
+            images=[(f"{ticket.return_id}.jpg", _photo(rng, ticket.reason_text[:2]))],
+            videos=videos if rng.random() < 0.3 else (),
+            note="Buyer photo",
+        )
+    if scenario in {"rejected", "package_rejected", "arbitration"} and rng.random() < 0.5:
+        upload = SimpleUploadedFile("seller.jpg", _photo(rng, "QC"), content_type="image/jpeg")
+        evidence.upload_evidence(seller, ticket.pk, upload, note="Packing photo before dispatch")
+
+
 def seed_tickets(agency_id: int, per_store: int, *, seed: str = "2026") -> int:
     """Create ``per_store`` requests in each store of the agency, once (skipped when it has any)."""
     if AfterSalesRequest.objects.for_agency(agency_id).exists():
@@ -234,6 +273,8 @@ def seed_tickets(agency_id: int, per_store: int, *, seed: str = "2026") -> int:
         for n in range(per_store):
             ptype = _pick(rng, PLATFORM_TYPES)
             ticket, _created = services.intake(store, _payload(rng, store, n, ptype))
-            _play(rng, _pick(rng, SCENARIOS[ptype]), ticket, seller)
+            scenario = _pick(rng, SCENARIOS[ptype])
+            _play(rng, scenario, ticket, seller)
+            _evidence(rng, scenario, ticket, seller)
             count += 1
     return count

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -26,14 +28,15 @@ class AfterSalesRequest(models.Model):
     state = models.CharField(_("state"), max_length=24, choices=State.choices, default=State.PENDING_REVIEW)
     state_changed_at = models.DateTimeField(_("state changed at"))
     # Where the request stood when arbitration began: the ruling resolves from it.
-    pre_arbitration_state = models.CharField(max_length=24, choices=State.choices, blank=True)
+    pre_arbitration_state = models.CharField(_("state before arbitration"), max_length=24, choices=State.choices,
+                                             blank=True)
 
     # --- as the platform sends it ---
     return_id = models.CharField(_("return id"), max_length=64)
     order_id = models.CharField(_("order id"), max_length=64, db_index=True)
     platform_status = models.CharField(_("platform status"), max_length=64, blank=True)
     platform_status_unknown = models.BooleanField(_("unknown platform status"), default=False)
-    platform_return_type = models.CharField(max_length=32, blank=True)
+    platform_return_type = models.CharField(_("platform return type"), max_length=32, blank=True)
     arbitration_status = models.CharField(_("arbitration"), max_length=16, choices=Arbitration.choices, blank=True)
     initiator_role = models.CharField(_("initiated by"), max_length=16, default="BUYER")
     reason_key = models.CharField(_("reason key"), max_length=160, blank=True)
@@ -42,22 +45,22 @@ class AfterSalesRequest(models.Model):
     buyer_name = models.CharField(_("buyer"), max_length=200, blank=True)
     currency = models.CharField(_("currency"), max_length=3)
     refund_total = models.DecimalField(_("refund total"), **MONEY, default=Decimal("0"))
-    refund_subtotal = models.DecimalField(**MONEY, default=Decimal("0"))
-    refund_shipping_fee = models.DecimalField(**MONEY, default=Decimal("0"))
-    refund_tax = models.DecimalField(**MONEY, default=Decimal("0"))
+    refund_subtotal = models.DecimalField(_("refund subtotal"), **MONEY, default=Decimal("0"))
+    refund_shipping_fee = models.DecimalField(_("refund shipping fee"), **MONEY, default=Decimal("0"))
+    refund_tax = models.DecimalField(_("refund tax"), **MONEY, default=Decimal("0"))
     refunded_amount = models.DecimalField(_("refunded"), **MONEY, default=Decimal("0"))
-    partial_refund_offer = models.DecimalField(**MONEY, null=True, blank=True)
-    seller_next_actions = models.JSONField(default=list, blank=True)
+    partial_refund_offer = models.DecimalField(_("partial refund offered"), **MONEY, null=True, blank=True)
+    seller_next_actions = models.JSONField(_("seller next actions"), default=list, blank=True)
     platform_deadline = models.DateTimeField(_("platform deadline"), null=True, blank=True)
-    shipment_type = models.CharField(max_length=16, blank=True)
-    handover_method = models.CharField(max_length=16, blank=True)
-    return_method = models.CharField(max_length=24, blank=True)
-    can_buyer_keep_item = models.BooleanField(default=False)
-    is_quick_refund = models.BooleanField(default=False)
-    reject_reasons = models.JSONField(default=list, blank=True)
-    replacement_tracking_number = models.CharField(max_length=64, blank=True)
-    platform_created_at = models.DateTimeField(null=True, blank=True)
-    platform_updated_at = models.DateTimeField(null=True, blank=True)
+    shipment_type = models.CharField(_("shipment type"), max_length=16, blank=True)
+    handover_method = models.CharField(_("handover method"), max_length=16, blank=True)
+    return_method = models.CharField(_("return method"), max_length=24, blank=True)
+    can_buyer_keep_item = models.BooleanField(_("buyer keeps the item"), default=False)
+    is_quick_refund = models.BooleanField(_("quick refund"), default=False)
+    reject_reasons = models.JSONField(_("reject reasons"), default=list, blank=True)
+    replacement_tracking_number = models.CharField(_("replacement tracking number"), max_length=64, blank=True)
+    platform_created_at = models.DateTimeField(_("created on the platform"), null=True, blank=True)
+    platform_updated_at = models.DateTimeField(_("updated on the platform"), null=True, blank=True)
     raw = models.JSONField(_("platform payload"), default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -85,15 +88,15 @@ class AfterSalesRequest(models.Model):
 
 class LineItem(models.Model):
     ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.CASCADE, related_name="items")
-    line_item_id = models.CharField(max_length=64, blank=True)
-    order_line_item_id = models.CharField(max_length=64, blank=True)
+    line_item_id = models.CharField(_("line item id"), max_length=64, blank=True)
+    order_line_item_id = models.CharField(_("order line item id"), max_length=64, blank=True)
     sku_id = models.CharField(_("SKU"), max_length=64)
-    seller_sku = models.CharField(max_length=64, blank=True)
-    sku_name = models.CharField(max_length=200, blank=True)
+    seller_sku = models.CharField(_("seller SKU"), max_length=64, blank=True)
+    sku_name = models.CharField(_("SKU name"), max_length=200, blank=True)
     product_name = models.CharField(_("product"), max_length=300)
     category = models.CharField(_("category"), max_length=64, blank=True)
-    quantity = models.PositiveIntegerField(default=1)
-    refund_amount = models.DecimalField(**MONEY, default=Decimal("0"))
+    quantity = models.PositiveIntegerField(_("quantity"), default=1)
+    refund_amount = models.DecimalField(_("refund amount"), **MONEY, default=Decimal("0"))
 
     class Meta:
         ordering = ["id"]
@@ -126,11 +129,11 @@ class OperationLog(models.Model):
                                    related_name="+", db_constraint=False)
     actor_label = models.CharField(_("actor"), max_length=150, blank=True)
     action = models.CharField(_("action"), max_length=48)
-    state_before = models.CharField(max_length=24, blank=True)
-    state_after = models.CharField(max_length=24, blank=True)
+    state_before = models.CharField(_("state before"), max_length=24, blank=True)
+    state_after = models.CharField(_("state after"), max_length=24, blank=True)
     error_code = models.CharField(_("error code"), max_length=40, blank=True, db_index=True)
     message = models.TextField(_("message"), blank=True)
-    payload = models.JSONField(default=dict, blank=True)
+    payload = models.JSONField(_("details"), default=dict, blank=True)
     request_id = models.CharField(_("request id"), max_length=80, blank=True)
 
     class Meta:
@@ -165,7 +168,9 @@ class Evidence(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IMAGE)
     file = models.FileField(upload_to="evidence/%Y/%m/", blank=True)
-    url = models.URLField(max_length=1000, blank=True)
+    url = models.URLField(_("video link"), max_length=1000, blank=True)
+    cover_url = models.URLField(_("video cover"), max_length=1000, blank=True)
+    duration_millis = models.PositiveIntegerField(_("video length (ms)"), null=True, blank=True)
     content_type = models.CharField(max_length=64, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
@@ -235,3 +240,12 @@ class SensitiveWord(models.Model):
 
     def __str__(self) -> str:
         return self.value
+
+    def clean(self) -> None:
+        # A pattern that does not compile would be skipped at check time; refuse it at entry instead.
+        if self.kind == self.Kind.PATTERN:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                message = _("Not a valid regular expression: %(error)s") % {"error": exc}
+                raise ValidationError({"value": message}) from None

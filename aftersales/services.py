@@ -64,7 +64,8 @@ MAX_COMMENT = 500
 
 
 # --- the one path every change takes -------------------------------------------------------------
-def _lock(performer: Performer, ticket_id) -> AfterSalesRequest:
+def lock_ticket(performer: Performer, ticket_id) -> AfterSalesRequest:
+    """Lock one request for this performer: people through the scoping gate, system performers unscoped."""
     qs = AfterSalesRequest.objects
     qs = qs.for_actor(performer.actor) if performer.actor is not None else qs.unscoped()
     lookup = {"pk": ticket_id} if isinstance(ticket_id, int) else {"public_id": ticket_id}
@@ -93,7 +94,7 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
     locked_pk: int | None = None
     try:
         with transaction.atomic():
-            ticket = _lock(performer, ticket_id)
+            ticket = lock_ticket(performer, ticket_id)
             locked_pk = ticket.pk
             if performer.actor is not None and perm_key is not None:
                 for perm in ACTION_PERMS[perm_key]:
@@ -307,7 +308,7 @@ def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = 
     mapped = state_for_platform_status(raw_status)
     locked_pk: int | None = None
     with transaction.atomic():
-        ticket = _lock(performer, ticket_id)
+        ticket = lock_ticket(performer, ticket_id)
         locked_pk = ticket.pk
         before = ticket.state
         ticket.platform_status = normalise_platform_status(raw_status)[:64]

@@ -6,7 +6,7 @@ from guardian.admin import GuardedModelAdmin
 
 from stores import services
 from stores.errors import AppError
-from stores.models import Agency, ApiToken, Market, Membership, Role, RoleAssignment, Store
+from stores.models import Agency, ApiToken, Market, MarketPolicy, Membership, Role, RoleAssignment, Store
 
 
 @admin.register(Market)
@@ -113,3 +113,21 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = services.revoke_api_tokens(queryset)
         self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})
+
+
+@admin.register(MarketPolicy)
+class MarketPolicyAdmin(admin.ModelAdmin):
+    """After-sales rules per market, as data: seeded by a migration, edited here."""
+
+    list_display = ["market", "commission_rate", "return_shipping_payer", "source"]
+    list_select_related = ["market"]
+    list_filter = ["return_shipping_payer"]
+    ordering = ["market__code"]
+    fields = ["market", "commission_rate", "return_shipping_payer", "source"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A policy belongs to its market for good; a new market's policy is added with its market.
+        return ["market"] if obj is not None else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a market without a policy would silently fall back to zero commission

@@ -48,6 +48,27 @@ def make_tenant(slug: str, n_stores: int = 3) -> Tenant:
                   stores=stores, roles=roles)
 
 
+def add_tenant_rows(tenant: Tenant) -> None:
+    """One row of every tenant-owned after-sales model, so scoping tests have something to leak."""
+    from aftersales import evidence, replies
+    from aftersales import services as aftersales_services
+
+    agency, stores = tenant.agency, tenant.stores
+    owner_actor = services.actor_for_user(tenant.owner)
+    ticket, _ = aftersales_services.intake(stores[-1], platform_return(buyer_user_id=f"{agency.slug}-buyer"))
+    evidence.add_buyer_evidence(ticket.pk, videos=[{"url": "https://video.example.com/unboxing.mp4"}])
+    replies.create_quick_reply(owner_actor, title="Refund on its way", body="已为您安排极速退款，预计2小时内到账")
+    replies.create_quick_reply(owner_actor, title="Photo please", body="Please send a photo of the label.",
+                               store=stores[-1])
+
+
+@pytest.fixture
+def tenants_with_rows(tenants):
+    for tenant in tenants:
+        add_tenant_rows(tenant)
+    return tenants
+
+
 @pytest.fixture
 def tenants(db):
     a = make_tenant("alpha")

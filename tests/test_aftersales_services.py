@@ -324,3 +324,17 @@ def test_every_raised_code_is_in_the_catalogue():
     assert not missing, f"codes used but not declared: {sorted(missing)}"
     for name in declared_attrs:
         assert getattr(errors_module, name).code in codes
+
+
+@pytest.mark.parametrize("extra_rows", [2, 40])
+def test_timeline_is_one_query(tenants, django_assert_num_queries, extra_rows):
+    a, _b = tenants
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    owner = Performer.of(a.actor(a.owner))
+    for _ in range(extra_rows // 2):
+        with pytest.raises(AppError):
+            services.refund(owner, ticket.public_id)  # refused: adds a failure row
+        services.apply_platform_status(ticket.pk, "RETURN_OR_REFUND_REQUEST_PENDING")
+    with django_assert_num_queries(1):
+        rows = [(r.action, r.error_code, r.actor_user and r.actor_user.username) for r in selectors.timeline(ticket)]
+    assert len(rows) == extra_rows + 1

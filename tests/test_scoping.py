@@ -15,12 +15,26 @@ def tenant_models():
 
 def test_tenant_models_are_discovered():
     names = {m.__name__ for m in tenant_models()}
-    assert {"Store", "Membership", "Role", "RoleAssignment", "ApiToken"} <= names
+    assert {"Store", "Membership", "Role", "RoleAssignment", "ApiToken", "AfterSalesRequest", "Evidence",
+            "QuickReply"} <= names
+
+
+def test_store_bound_rows_follow_grants(tenants_with_rows):
+    from aftersales.models import AfterSalesRequest, Evidence, QuickReply
+
+    a, _b = tenants_with_rows
+    agent, viewer = a.actor(a.agent), a.actor(a.viewer)
+    # The fixture's request, evidence and per-store reply sit on stores[-1], which the agent lacks.
+    for model in (AfterSalesRequest, Evidence):
+        assert not model.objects.for_actor(agent).exists()
+        assert model.objects.for_actor(viewer).exists()
+    assert list(QuickReply.objects.for_actor(agent).values_list("store", flat=True)) == [None]
+    assert QuickReply.objects.for_actor(viewer).count() == 2
 
 
 @pytest.mark.parametrize("model", tenant_models(), ids=lambda m: m.__name__)
-def test_owner_sees_only_own_agency_rows(tenants, model):
-    a, b = tenants
+def test_owner_sees_only_own_agency_rows(tenants_with_rows, model):
+    a, b = tenants_with_rows
     for tenant, other in ((a, b), (b, a)):
         visible = model.objects.for_actor(tenant.actor(tenant.owner))
         scope = model.tenant_scope.agency
@@ -30,8 +44,8 @@ def test_owner_sees_only_own_agency_rows(tenants, model):
 
 
 @pytest.mark.parametrize("model", tenant_models(), ids=lambda m: m.__name__)
-def test_sub_account_never_sees_other_tenant(tenants, model):
-    a, b = tenants
+def test_sub_account_never_sees_other_tenant(tenants_with_rows, model):
+    a, b = tenants_with_rows
     visible = model.objects.for_actor(a.actor(a.viewer))
     assert not visible.filter(**{f"{model.tenant_scope.agency}_id": b.agency.pk}).exists()
 

@@ -1,10 +1,16 @@
 """seed_demo: idempotent per slug, separate agencies, logins as API.md fixes them."""
 
+import pytest
 from django.core.management import call_command
 
 from stores import services
 from stores.models import Agency, Market, Membership, Store
 from stores.permissions import StorePerm
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
 
 
 def test_seed_demo_is_idempotent_and_per_slug(db, capsys):
@@ -43,7 +49,11 @@ def test_seed_demo_requests_cover_every_state_with_logs(db):
     # Every request has its intake row, and rows exist for every action taken.
     assert not tickets.annotate(n=Count("logs")).filter(n=0).exists()
     assert OperationLog.objects.filter(agency_id=demo.pk, action="intake").count() == 12 * 25
-    assert {"approve", "reject", "refund", "arbitration", "buyer_shipped", "close"} <= set(
+    from aftersales.models import Evidence
+
+    assert Evidence.objects.for_agency(demo).filter(role="buyer", kind="image").exists()
+    assert Evidence.objects.for_agency(demo).filter(role="seller").exists()
+    assert {"approve", "reject", "refund", "arbitration", "buyer_shipped", "close", "upload_evidence"} <= set(
         OperationLog.objects.filter(agency_id=demo.pk).values_list("action", flat=True))
 
 

@@ -5,6 +5,6 @@ import os
 # Tests never need a real secret; production settings still refuse to start without one.
 os.environ.setdefault("ALLOW_INSECURE_KEY", "1")
 
-from .base import *  # noqa: E402, F403
+from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,377 @@
+"""Back-office admin of the after-sales core: read-only pages, service-backed actions, constant queries."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+
+import pytest
+from django.contrib.messages import get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils.html import escape
+
+from aftersales import oplog, services
+from aftersales.models import AfterSalesRequest, Evidence, OperationLog, QuickReply, SensitiveWord
+from aftersales.states import State
+from stores import errors
+from stores.errors import AppError
+from stores.models import Market, MarketPolicy
+from tests.conftest import platform_return
+
+CHANGELIST = "admin:aftersales_aftersalesrequest_changelist"
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
+
+
+def make(store, **overrides) -> AfterSalesRequest:
+    ticket, created = services.intake(store, platform_return(**overrides))
+    assert created
+    return ticket
+
+
+def exchange(store) -> AfterSalesRequest:
+    return make(store, return_type="REPLACEMENT", return_status="REPLACEMENT_REQUEST_PENDING")
+
+
+def change_url(ticket) -> str:
+    return reverse("admin:aftersales_aftersalesrequest_change", args=[ticket.pk])
+
+
+def listed(client, **params) -> set[int]:
+    response = client.get(reverse(CHANGELIST), params)
+    assert response.status_code == 200
+    assert "?e=1" not in response.get("Location", "")
+    return {t.pk for t in response.context["cl"].result_list}
+
+
+def act(client, action: str, tickets) -> list[tuple[int, str]]:
+    response = client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [t.pk for t in tickets]})
+    assert response.status_code == 302
+    return [(m.level, str(m)) for m in get_messages(response.wsgi_request)]
+
+
+def fresh(ticket) -> AfterSalesRequest:
+    return AfterSalesRequest.objects.unscoped().get(pk=ticket.pk)
+
+
+# --- request list ---------------------------------------------------------------------------------
+def test_changelist_filters_and_search(admin_client, tenants):
+    a, b = tenants
+    fixture_rows = set(AfterSalesRequest.objects.unscoped().values_list("pk", flat=True))
+    first = make(a.stores[0])
+    unknown = make(b.stores[1], return_status="SOMETHING_THE_PLATFORM_ADDED")
+    approved = make(a.stores[2])
+    services.approve(oplog.SYSTEM, approved.pk, "APPROVE_REFUND")
+    swap = exchange(b.stores[2])
+
+    response = admin_client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+    content = response.content.decode()
+    shown = {t.pk for t in response.context["cl"].result_list}
+    assert shown - fixture_rows == {first.pk, unknown.pk, approved.pk, swap.pk}
+    assert "⚠ SOMETHING_THE_PLATFORM_ADDED (unknown)" in content  # flagged visibly
+    assert "25.00 USD" in content
+    assert "ERR_SYNC_001" in content  # the error-code filter offers the codes present in the log
+
+    assert listed(admin_client, store__market__id__exact=a.stores[0].market_id) == {first.pk}
+    assert listed(admin_client, store__id__exact=b.stores[1].pk) == {unknown.pk}
+    assert listed(admin_client, state__exact=State.REFUND_APPROVED) == {approved.pk}
+    assert listed(admin_client, type__exact="exchange") == {swap.pk}
+    assert listed(admin_client, error_code="ERR_SYNC_001") == {unknown.pk}
+    assert listed(admin_client, error_code="ERR_STATE_001") == set()
+    assert listed(admin_client, platform_status_unknown__exact="1") == {unknown.pk}
+    assert listed(admin_client, q=first.order_id) == {first.pk}
+    assert listed(admin_client, q=unknown.return_id) == {unknown.pk}
+    assert listed(admin_client, q="no-such-id") == set()
+
+
+def test_error_code_filter_finds_requests_with_a_refused_action(admin_client, tenants):
+    a, _b = tenants
+    refused, other = make(a.stores[0]), make(a.stores[0])
+    with pytest.raises(AppError):
+        services.close(oplog.SYSTEM, refused.pk)  # pending review cannot be closed: logged with its code
+    assert listed(admin_client, error_code="ERR_STATE_001") == {refused.pk}
+    assert other.pk in listed(admin_client)
+
+
+def test_changelist_queries_do_not_grow_with_requests(admin_client, tenants):
+    a, b = tenants
+    stores = a.stores + b.stores
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_client.get(reverse(CHANGELIST)).status_code == 200
+        return len(ctx.captured_queries)
+
+    for i in range(3):
+        make(stores[i % len(stores)], return_status="NEW_STATUS" if i == 0 else "RETURN_OR_REFUND_REQUEST_PENDING")
+    count()  # warm per-process caches (content types, site)
+    small = count()
+    for i in range(27):
+        make(stores[i % len(stores)])
+    large = count()
+    assert AfterSalesRequest.objects.unscoped().count() == 30
+    assert large == small
+
+
+# --- request page ---------------------------------------------------------------------------------
+def test_change_page_shows_timeline_with_error_codes_and_hints(admin_client, tenants):
+    a, _b = tenants
+    ticket = make(a.stores[0], return_status="MYSTERY_STATUS")
+    with pytest.raises(AppError):
+        services.close(oplog.SYSTEM, ticket.pk)
+
+    response = admin_client.get(change_url(ticket))
+    assert response.status_code == 200
+    content = response.content.decode()
+    for error in (errors.ERR_SYNC_001, errors.ERR_STATE_001):
+        assert error.code in content
+        assert escape(str(error.message)) in content
+        assert escape(str(error.hint)) in content
+    # Oldest first: intake, the unknown status, then the refused close.
+    assert content.index("ERR_SYNC_001") < content.index("ERR_STATE_001")
+    assert "&quot;raw_status&quot;: &quot;MYSTERY_STATUS&quot;" in content  # payload as pretty JSON
+    assert "Cotton T-shirt" in content  # line items inline
+
+
+def test_change_page_is_read_only(admin_client, tenants):
+    a, _b = tenants
+    ticket = make(a.stores[0])
+    response = admin_client.get(change_url(ticket))
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'name="state"' not in content
+    assert 'name="refund_total"' not in content
+    assert 'name="_save"' not in content
+    assert "Pending review" in content
+
+    response = admin_client.post(change_url(ticket), {"state": State.CLOSED, "refund_total": "1.00"})
+    assert response.status_code == 403
+    ticket = fresh(ticket)
+    assert ticket.state == State.PENDING_REVIEW and ticket.refund_total == Decimal("25.00")
+
+    assert admin_client.get(reverse("admin:aftersales_aftersalesrequest_add")).status_code == 403
+    assert admin_client.get(reverse("admin:aftersales_aftersalesrequest_delete", args=[ticket.pk])).status_code == 403
+    actions = admin_client.get(reverse(CHANGELIST)).context["action_form"].fields["action"].choices
+    assert "delete_selected" not in {name for name, _label in actions}
+
+
+def test_timeline_inline_renders_in_constant_queries(admin_client, tenants, django_assert_max_num_queries):
+    a, _b = tenants
+    small, large = make(a.stores[0]), make(a.stores[0])
+    for i in range(4):
+        services.apply_platform_status(small.pk, f"MYSTERY_{i}")
+    for i in range(49):
+        services.apply_platform_status(large.pk, f"MYSTERY_{i}")
+    assert small.logs.count() == 5 and large.logs.count() == 50
+
+    def count(ticket) -> tuple[int, str]:
+        with CaptureQueriesContext(connection) as ctx:
+            response = admin_client.get(change_url(ticket))
+        assert response.status_code == 200
+        return len(ctx.captured_queries), response.content.decode()
+
+    count(small)  # warm per-process caches
+    n_small, _content = count(small)
+    n_large, content = count(large)
+    assert n_large == n_small
+    assert content.count("MYSTERY_48") >= 1 and content.count(escape(str(errors.ERR_SYNC_001.hint))) == 49
+    with django_assert_max_num_queries(n_small):
+        admin_client.get(change_url(large))
+
+
+def test_evidence_inline_links_files_and_videos(admin_client, tenants, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    a, _b = tenants
+    ticket = make(a.stores[0])
+    image = Evidence.objects.create(agency=a.agency, ticket=ticket, role=Evidence.Role.BUYER,
+                                    kind=Evidence.Kind.IMAGE, content_type="image/png",
+                                    file=SimpleUploadedFile("photo.png", PNG, content_type="image/png"))
+    video = Evidence.objects.create(agency=a.agency, ticket=ticket, role=Evidence.Role.BUYER,
+                                    kind=Evidence.Kind.VIDEO, url="https://video.example.com/unboxing.mp4")
+    content = admin_client.get(change_url(ticket)).content.decode()
+    assert f'<img src="{image.file.url}"' in content
+    assert 'href="https://video.example.com/unboxing.mp4"' in content
+
+    response = admin_client.get(reverse("admin:aftersales_evidence_changelist"), {"q": ticket.return_id})
+    assert response.status_code == 200
+    assert {e.pk for e in response.context["cl"].result_list} == {image.pk, video.pk}
+    page = admin_client.get(reverse("admin:aftersales_evidence_change", args=[image.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert admin_client.get(reverse("admin:aftersales_evidence_add")).status_code == 403
+
+
+# --- actions --------------------------------------------------------------------------------------
+def test_approve_action_runs_services_and_reports_each_outcome(admin_client, admin_user, tenants):
+    a, b = tenants
+    refund_only = make(a.stores[0])
+    already = make(a.stores[0])
+    services.approve(oplog.SYSTEM, already.pk, "APPROVE_REFUND")
+    return_refund = make(a.stores[1], return_type="RETURN_AND_REFUND")
+    swap = exchange(b.stores[0])
+
+    result = act(admin_client, "approve_by_type", [refund_only, already, return_refund, swap])
+
+    failures = [text for level, text in result if level == 40]  # messages.ERROR
+    successes = [text for level, text in result if level == 25]  # messages.SUCCESS
+    assert len(failures) == 1 and failures[0].startswith(f"[ERR_STATE_001] {errors.ERR_STATE_001.message}")
+    assert already.return_id in failures[0]
+    assert len(successes) == 1 and successes[0].startswith("3 requests approved")
+    assert all(t.return_id in successes[0] for t in (refund_only, return_refund, swap))
+
+    assert fresh(refund_only).state == State.REFUND_APPROVED
+    assert fresh(return_refund).state == State.AWAITING_RETURN
+    assert fresh(swap).state == State.REPLACEMENT_APPROVED
+    assert fresh(already).state == State.REFUND_APPROVED
+
+    for ticket in (refund_only, already, return_refund, swap):
+        row = ticket.logs.order_by("-id").first()
+        assert (row.action, row.actor_kind, row.actor_label, row.actor_user_id) == (
+            "approve", "system", "admin:admin", admin_user.pk)
+        assert row.request_id  # the admin request's id travels into the log
+    assert already.logs.order_by("-id").first().error_code == "ERR_STATE_001"
+    assert refund_only.logs.order_by("-id").first().payload == {"decision": "APPROVE_REFUND"}
+
+
+def test_request_evidence_and_close_actions(admin_client, tenants):
+    a, _b = tenants
+    waiting, pending = make(a.stores[0]), make(a.stores[1])
+
+    result = act(admin_client, "request_more_evidence", [waiting])
+    assert result == [(25, f"Evidence requested on 1 request: {waiting.return_id}")]
+    assert fresh(waiting).state == State.AWAITING_BUYER
+
+    result = act(admin_client, "close_requests", [waiting, pending])
+    assert (25, f"1 request closed: {waiting.return_id}") in result
+    assert [text for level, text in result if level == 40] == [
+        f"[ERR_STATE_001] {errors.ERR_STATE_001.message} Requests: {pending.return_id}"]
+    assert fresh(waiting).state == State.CLOSED and fresh(pending).state == State.PENDING_REVIEW
+    assert [(r.action, r.actor_label, r.error_code) for r in pending.logs.order_by("id")] == [
+        ("intake", "TikTok Shop", ""), ("close", "admin:admin", "ERR_STATE_001")]
+
+
+def test_view_only_staff_get_no_actions(client, tenants):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    a, _b = tenants
+    ticket = make(a.stores[0])
+    staff = UserFactory(username="support-desk", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="aftersales", codename__in=["view_aftersalesrequest", "view_operationlog"]))
+    client.force_login(staff)
+    response = client.get(reverse(CHANGELIST))
+    assert response.status_code == 200 and response.context["action_form"] is None
+    assert client.post(reverse(CHANGELIST), {"action": "close_requests", "_selected_action": [ticket.pk]}
+                       ).status_code in (200, 302)
+    assert fresh(ticket).state == State.PENDING_REVIEW and ticket.logs.count() == 1
+    assert client.get(change_url(ticket)).status_code == 200
+
+
+# --- operation log --------------------------------------------------------------------------------
+def test_operation_log_admin_is_view_only_with_filters(admin_client, tenants):
+    a, _b = tenants
+    ticket = make(a.stores[0], return_status="MYSTERY_STATUS")
+    act(admin_client, "close_requests", [ticket])  # refused: a row with a request id and ERR_STATE_001
+    refused = ticket.logs.get(error_code="ERR_STATE_001")
+    assert refused.request_id
+
+    url = reverse("admin:aftersales_operationlog_changelist")
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert response.context["action_form"] is None
+
+    def rows(**params) -> set[int]:
+        res = admin_client.get(url, params)
+        assert res.status_code == 200
+        return {r.pk for r in res.context["cl"].result_list}
+
+    every = set(ticket.logs.values_list("pk", flat=True))
+    assert len(every) == 3
+    assert rows(error_code="ERR_STATE_001") == {refused.pk}
+    assert rows(error_code="ERR_SYNC_001") == set(ticket.logs.filter(error_code="ERR_SYNC_001")
+                                                  .values_list("pk", flat=True))
+    assert rows(action="intake") == set(ticket.logs.filter(action="intake").values_list("pk", flat=True))
+    assert rows(actor_kind__exact="system") == {refused.pk}
+    assert rows(created_at__year=refused.created_at.year) == every
+    assert rows(q=ticket.order_id) == every
+    assert rows(q=refused.request_id) == {refused.pk}
+
+    page = admin_client.get(reverse("admin:aftersales_operationlog_change", args=[refused.pk]))
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert 'name="_save"' not in content and 'name="action"' not in content
+    assert escape(str(errors.ERR_STATE_001.hint)) in content and "admin:admin" in content
+    assert admin_client.post(reverse("admin:aftersales_operationlog_change", args=[refused.pk]),
+                             {"action": "forged"}).status_code == 403
+    assert admin_client.get(reverse("admin:aftersales_operationlog_add")).status_code == 403
+    assert admin_client.get(reverse("admin:aftersales_operationlog_delete", args=[refused.pk])).status_code == 403
+    assert OperationLog.objects.get(pk=refused.pk).action == "close"
+
+
+# --- quick replies, sensitive words, market policies ---------------------------------------------
+def test_quick_reply_admin_lists_and_searches_read_only(admin_client, tenants):
+    a, b = tenants
+    mine = QuickReply.objects.create(agency=a.agency, store=a.stores[0], title="Colour", body="Sorry about {x}")
+    QuickReply.objects.create(agency=b.agency, title="Refund", body="Refunded")
+    url = reverse("admin:aftersales_quickreply_changelist")
+    response = admin_client.get(url, {"q": "Colour"})
+    assert response.status_code == 200 and list(response.context["cl"].result_list) == [mine]
+    page = admin_client.get(reverse("admin:aftersales_quickreply_change", args=[mine.pk]))
+    assert page.status_code == 200 and 'name="body"' not in page.content.decode()
+    assert admin_client.get(reverse("admin:aftersales_quickreply_add")).status_code == 403
+
+
+def test_sensitive_words_are_editable_policy_data(admin_client, db):
+    market = Market.objects.get(code="US")
+    add = reverse("admin:aftersales_sensitiveword_add")
+    data = {"market": market.pk, "kind": "word", "value": "zz-telegram", "label": "off-platform contact",
+            "is_active": "on"}
+    assert admin_client.post(add, data).status_code == 302
+    word = SensitiveWord.objects.get(value="zz-telegram")
+    assert (word.market, word.kind, word.label, word.is_active) == (market, "word", "off-platform contact", True)
+
+    duplicate = admin_client.post(add, data)
+    assert duplicate.status_code == 200 and duplicate.context["adminform"].form.errors
+    assert SensitiveWord.objects.filter(value="zz-telegram").count() == 1
+
+    change = reverse("admin:aftersales_sensitiveword_change", args=[word.pk])
+    assert admin_client.post(change, {**data, "market": "", "kind": "pattern", "value": r"zz-t\.me/\w+",
+                                      "is_active": ""}).status_code == 302
+    word.refresh_from_db()
+    assert (word.market, word.kind, word.value, word.is_active) == (None, "pattern", r"zz-t\.me/\w+", False)
+    response = admin_client.get(reverse("admin:aftersales_sensitiveword_changelist"), {"q": "zz-t"})
+    assert list(response.context["cl"].result_list) == [word]
+
+
+def test_market_policy_admin_edits_the_policy_not_the_market(admin_client, db):
+    policy = MarketPolicy.objects.select_related("market").get(market__code="US")
+    response = admin_client.get(reverse("admin:stores_marketpolicy_changelist"))
+    assert response.status_code == 200 and policy in response.context["cl"].result_list
+
+    url = reverse("admin:stores_marketpolicy_change", args=[policy.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="commission_rate"' in page and 'name="market"' not in page
+    other = Market.objects.exclude(pk=policy.market_id).first()
+    response = admin_client.post(url, {"market": other.pk, "commission_rate": "0.0650",
+                                       "return_shipping_payer": "seller", "source": "Seller University 2026"})
+    assert response.status_code == 302
+    policy.refresh_from_db()
+    assert (policy.market.code, policy.commission_rate, policy.return_shipping_payer, policy.source) == (
+        "US", Decimal("0.0650"), "seller", "Seller University 2026")
+
+    invalid = admin_client.post(url, {"commission_rate": "1.5", "return_shipping_payer": "seller", "source": ""})
+    assert invalid.status_code == 200 and "commission_rate" in invalid.context["adminform"].form.errors
+    assert admin_client.get(reverse("admin:stores_marketpolicy_delete", args=[policy.pk])).status_code == 403
+
+
+def test_approve_action_takes_the_received_package_decision_in_transit(admin_client, tenants):
+    a, _b = tenants
+    ticket = make(a.stores[0], return_type="RETURN_AND_REFUND")
+    services.approve(oplog.SYSTEM, ticket.pk, "APPROVE_RETURN")
+    services.buyer_shipped(ticket.pk, tracking_number="9400111899223197428490")
+    act(admin_client, "approve_by_type", [ticket])
+    assert fresh(ticket).state == State.REFUND_APPROVED
