@@ -20,7 +20,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
-from aftersales import services
+from aftersales import selectors, services
 from aftersales.models import (
     ActorKind,
     AfterSalesRequest,
@@ -241,7 +241,8 @@ class AfterSalesRequestAdmin(admin.ModelAdmin):
                                     "seller_next_actions_json", "platform_created_at", "platform_updated_at"]}),
         (_("Buyer"), {"fields": ["buyer_user_id", "buyer_name", "reason_key", "reason_text"]}),
         (_("Amounts"), {"fields": ["currency", "refund_total", "refund_subtotal", "refund_shipping_fee",
-                                   "refund_tax", "refunded_amount", "partial_refund_offer", "refundable"]}),
+                                   "refund_tax", "refunded_amount", "partial_refund_offer", "refundable",
+                                   "fees_summary"]}),
         (_("Shipping"), {"fields": ["shipment_type", "handover_method", "return_method", "can_buyer_keep_item",
                                     "is_quick_refund", "replacement_tracking_number", "reject_reasons_json"]}),
         (_("Platform payload"), {"classes": ["collapse"], "fields": ["raw_json"]}),
@@ -286,6 +287,15 @@ class AfterSalesRequestAdmin(admin.ModelAdmin):
     @admin.display(description=_("refundable"))
     def refundable(self, obj: AfterSalesRequest) -> str:
         return f"{obj.refundable} {obj.currency}"
+
+    @admin.display(description=_("fees"))
+    def fees_summary(self, obj: AfterSalesRequest) -> str:
+        fees = selectors.fees(obj)
+        estimate = _(" (estimate, before refund)") if fees["commission_is_estimate"] else ""
+        return _("Commission returned: %(amount)s %(currency)s at %(rate)s%%%(estimate)s · Return shipping: "
+                 "%(payer)s") % {"amount": fees["commission_returned"], "currency": fees["currency"],
+                                 "rate": (fees["commission_rate"] * 100).normalize(), "estimate": estimate,
+                                 "payer": fees["return_shipping_payer_label"] or "—"}
 
     @admin.display(description=_("seller next actions"))
     def seller_next_actions_json(self, obj: AfterSalesRequest) -> str:

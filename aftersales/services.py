@@ -324,10 +324,22 @@ def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = 
             ticket.state = mapped
             ticket.state_changed_at = timezone.now()
         ticket.save()
+        code, message = _review_failure(ticket, before, payload)
         oplog.record(ticket, performer=performer, action="platform_status", before=before, after=ticket.state,
-                     payload={"raw_status": raw_status, **(payload or {})})
+                     error_code=code, message=message, payload={"raw_status": raw_status, **(payload or {})})
     assert locked_pk is not None
     return ticket
+
+
+def _review_failure(ticket: AfterSalesRequest, before: str, payload: dict | None) -> tuple[str, str]:
+    """审核失败: the platform (not the seller) rejected the request — usually unclear or mismatched evidence.
+
+    Those need a manual re-review, so the log row carries ERR_REVIEW_002 and the request can be found by it.
+    """
+    role = str((payload or {}).get("role") or "").upper()
+    if ticket.state == State.REJECTED and before != State.REJECTED and role in {"SYSTEM", "OPERATOR"}:
+        return errors.ERR_REVIEW_002.code, str(errors.ERR_REVIEW_002.message)
+    return "", ""
 
 
 # --- intake ------------------------------------------------------------------------------------------
@@ -433,7 +445,7 @@ def intake(store: Store, data: dict, *, performer: Performer = PLATFORM) -> tupl
             # A concurrent intake of the same return won the insert; fall through to an update.
             existing = AfterSalesRequest.objects.for_agency(store.agency_id).get(
                 store=store, return_id=fields["return_id"]).pk
-    ticket = apply_platform_status(existing, raw_status, performer=performer)
+    ticket = apply_platform_status(existing, raw_status, performer=performer, payload={"role": data.get("role")})
     return ticket, False
 
 
@@ -447,7 +459,9 @@ def _create(store: Store, fields: dict, items: list[dict], raw_status: str,
         **fields,
     )
     LineItem.objects.bulk_create([LineItem(ticket=ticket, **item) for item in items])
+    code, message = _review_failure(ticket, "", {"role": fields["initiator_role"]})
     rows = [(ticket, {"performer": performer, "action": "intake", "before": "", "after": ticket.state,
+                      "error_code": code, "message": message,
                       "payload": {"return_status": raw_status, "reason": fields["reason_key"]}})]
     if mapped is None:
         rows.append((ticket, {"performer": performer, "action": "platform_status", "before": ticket.state,

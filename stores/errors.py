@@ -203,10 +203,6 @@ ERR_STATE_002 = define(
     "ERR_STATE_002", 409, _("This decision does not apply to this type of request."),
     _("Pick a decision that matches the request type (refund only, return and refund, exchange)."),
 )
-ERR_STATE_003 = define(
-    "ERR_STATE_003", 409, _("The request was changed by someone else at the same time."),
-    _("Reload the request and try again."),
-)
 ERR_REVIEW_001 = define(
     "ERR_REVIEW_001", 400, _("This reject reason is not offered for this request."),
     _("Choose one of the reject reasons listed for this request (they differ per request)."),
@@ -215,10 +211,6 @@ ERR_REVIEW_002 = define(
     "ERR_REVIEW_002", 422, _("Review failed: the buyer's evidence is unclear or does not match the description "
                              "(审核失败)."),
     _("Re-review by hand: request clearer evidence from the buyer, or compare the photos with the listing."),
-)
-ERR_REVIEW_003 = define(
-    "ERR_REVIEW_003", 400, _("A comment is required when rejecting."),
-    _("Explain the rejection to the buyer and the platform in the comment."),
 )
 ERR_REFUND_001 = define(
     "ERR_REFUND_001", 400, _("The refund amount is above what is still refundable."),

@@ -375,3 +375,12 @@ def test_approve_action_takes_the_received_package_decision_in_transit(admin_cli
     services.buyer_shipped(ticket.pk, tracking_number="9400111899223197428490")
     act(admin_client, "approve_by_type", [ticket])
     assert fresh(ticket).state == State.REFUND_APPROVED
+
+
+def test_change_page_shows_fees(admin_client, tenants):
+    a, _b = tenants
+    ticket = make(a.stores[0])
+    page = admin_client.get(change_url(ticket), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Commission returned: 2.00 USD at 8%" in page  # 8 % of the 25.00 refundable, before refund
+    zh = admin_client.get(change_url(ticket), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "退还佣金" in zh

@@ -338,3 +338,20 @@ def test_timeline_is_one_query(tenants, django_assert_num_queries, extra_rows):
     with django_assert_num_queries(1):
         rows = [(r.action, r.error_code, r.actor_user and r.actor_user.username) for r in selectors.timeline(ticket)]
     assert len(rows) == extra_rows + 1
+
+
+def test_platform_auto_rejection_is_flagged_for_manual_review(tenants):
+    a, _b = tenants
+    data = platform_return()
+    ticket, _ = services.intake(a.stores[0], data)
+    ticket, _ = services.intake(a.stores[0], {**data, "role": "SYSTEM",
+                                              "return_status": "REFUND_OR_RETURN_REQUEST_REJECT"})
+    assert ticket.state == State.REJECTED
+    assert logs(ticket)[-1][:2] == ("platform_status", "ERR_REVIEW_002")
+    # A seller's own rejection is not a review failure.
+    other, _ = services.intake(a.stores[0], platform_return())
+    services.reject(Performer.of(a.actor(a.owner)), other.public_id, reason="reverse_reject_request_reason_1")
+    assert logs(other)[-1][:2] == ("reject", "")
+    born_rejected, _ = services.intake(a.stores[0], platform_return(
+        role="SYSTEM", return_status="RETURN_OR_REFUND_REQUEST_REJECTED"))
+    assert logs(born_rejected)[0][:2] == ("intake", "ERR_REVIEW_002")
