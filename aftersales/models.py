@@ -62,6 +62,10 @@ class AfterSalesRequest(models.Model):
     platform_created_at = models.DateTimeField(_("created on the platform"), null=True, blank=True)
     platform_updated_at = models.DateTimeField(_("updated on the platform"), null=True, blank=True)
     raw = models.JSONField(_("platform payload"), default=dict, blank=True)
+    # Set by the logistics scan watch through services.mark_stalled; cleared by the first scan.
+    stalled_at = models.DateTimeField(_("stalled since"), null=True, blank=True)
+    # US no-reason returns: the exempt category found on intake (empty when none applies).
+    exempt_category = models.CharField(_("exempt category"), max_length=32, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

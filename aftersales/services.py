@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from aftersales import oplog
+from aftersales import events, oplog
 from aftersales.models import AfterSalesRequest, LineItem
 from aftersales.oplog import PLATFORM, Performer
 from aftersales.states import (
@@ -110,6 +110,8 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
             ticket.save()
             oplog.record(ticket, performer=performer, action=log_name, before=before, after=ticket.state,
                          payload=payload)
+            events.publish(events.STATE_CHANGED, ticket_id=ticket.pk, action=action, before=before,
+                           after=ticket.state, payload=payload)
             return ticket
     except AppError as exc:
         if locked_pk is not None:
@@ -459,6 +461,10 @@ def _create(store: Store, fields: dict, items: list[dict], raw_status: str,
         **fields,
     )
     LineItem.objects.bulk_create([LineItem(ticket=ticket, **item) for item in items])
+    exemption = _no_reason_exemption(store, fields, items)
+    if exemption:
+        ticket.exempt_category = exemption["category"]
+        ticket.save(update_fields=["exempt_category"])
     code, message = _review_failure(ticket, "", {"role": fields["initiator_role"]})
     rows = [(ticket, {"performer": performer, "action": "intake", "before": "", "after": ticket.state,
                       "error_code": code, "message": message,
@@ -467,8 +473,74 @@ def _create(store: Store, fields: dict, items: list[dict], raw_status: str,
         rows.append((ticket, {"performer": performer, "action": "platform_status", "before": ticket.state,
                               "after": ticket.state, "error_code": errors.ERR_SYNC_001.code,
                               "message": str(errors.ERR_SYNC_001.message), "payload": {"raw_status": raw_status}}))
+    if exemption:
+        rows.append((ticket, {"performer": oplog.SYSTEM, "action": "policy_check", "before": ticket.state,
+                              "after": ticket.state, "error_code": errors.ERR_POLICY_001.code,
+                              "message": str(errors.ERR_POLICY_001.message), "payload": exemption}))
     oplog.record_many(rows)
+    events.publish(events.CREATED, ticket_id=ticket.pk)
     return ticket
+
+
+# Reason keys that mean "no reason" (buyer changed their mind): the ones exempt categories refuse.
+NO_REASON_MARKERS = ("no_longer_needed", "changed_mind", "change_of_mind", "no_reason", "dont_want",
+                     "do_not_want", "not_needed", "ordered_by_mistake")
+
+
+def _no_reason_exemption(store: Store, fields: dict, items: list[dict]) -> dict | None:
+    """无理由退货豁免: a no-reason return of an item in an exempt category (market policy data)."""
+    if fields["type"] == RequestType.EXCHANGE:
+        return None
+    reason = (fields.get("reason_key") or "").lower()
+    if not any(marker in reason for marker in NO_REASON_MARKERS):
+        return None
+    from stores.models import MarketPolicy
+
+    policy = MarketPolicy.objects.filter(market_id=store.market_id).only("no_reason_exempt_categories").first()
+    exempt = set(policy.no_reason_exempt_categories) if policy else set()
+    for item in items:
+        if item["category"] in exempt:
+            return {"rule": "no_reason_exempt_categories", "market": store.market.code,
+                    "category": item["category"], "sku_id": item["sku_id"], "reason": fields["reason_key"],
+                    "source": "US Return Policy §4.2" if store.market.code == "US" else ""}
+    return None
+
+
+# --- logistics hooks (called by the logistics app; the request's state does not change) -------------
+def mark_stalled(ticket_id, *, detail: dict) -> bool:
+    """物流断链: flag the request stalled and log ERR_LOG_301 — once; False when it already was."""
+    with transaction.atomic():
+        ticket = lock_ticket(oplog.SYSTEM, ticket_id)
+        if ticket.stalled_at is not None:
+            return False
+        ticket.stalled_at = timezone.now()
+        ticket.save(update_fields=["stalled_at", "updated_at"])
+        oplog.record(ticket, performer=oplog.SYSTEM, action="scan_watch", before=ticket.state, after=ticket.state,
+                     error_code=errors.ERR_LOG_301.code, message=str(errors.ERR_LOG_301.message), payload=detail)
+        return True
+
+
+def clear_stalled(ticket_id, *, detail: dict) -> bool:
+    """The carrier's first scan arrived: the request leaves the stalled queue (logged)."""
+    with transaction.atomic():
+        ticket = lock_ticket(oplog.SYSTEM, ticket_id)
+        if ticket.stalled_at is None:
+            return False
+        ticket.stalled_at = None
+        ticket.save(update_fields=["stalled_at", "updated_at"])
+        oplog.record(ticket, performer=oplog.SYSTEM, action="scan_watch_cleared", before=ticket.state,
+                     after=ticket.state, payload=detail)
+        return True
+
+
+def log_logistics(ticket_id, *, performer: Performer, action: str, payload: dict, error: AppError | None = None):
+    """A logistics step on a request (tracking number, interception, label) into its operation log."""
+    with transaction.atomic():
+        ticket = lock_ticket(performer, ticket_id)
+        oplog.record(ticket, performer=performer, action=action, before=ticket.state, after=ticket.state,
+                     error_code=error.code if error else "",
+                     message=(error.detail or str(error.error.message)) if error else "", payload=payload)
+        return ticket
 
 
 # --- batch review (批量审核) -------------------------------------------------------------------------

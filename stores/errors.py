@@ -276,3 +276,59 @@ ERR_REPLY_002 = define(
     _("Use only the variables listed: {buyer_name}, {order_id}, {return_id}, {refund_amount}, {refund_eta}, "
       "{store_name}."),
 )
+
+
+# --- logistics -----------------------------------------------------------------------------
+ERR_LOG_205 = define(
+    "ERR_LOG_205", 400, _("This carrier is unknown or does not serve the request's market."),
+    _("Pick a carrier listed for the store's market (GET /api/v1/carriers/?market=…)."),
+)
+ERR_LOG_206 = define(
+    "ERR_LOG_206", 422, _("The carrier does not know this tracking number."),
+    _("Check the number with the buyer; it may be mistyped or belong to another carrier."),
+)
+ERR_LOG_207 = define(
+    "ERR_LOG_207", 503, _("The carrier could not be reached to check the tracking number."),
+    _("Nothing to do now: the check is retried automatically. If it keeps failing, check the carrier's status."),
+)
+ERR_LOG_208 = define(
+    "ERR_LOG_208", 409, _("This request has no return parcel to track."),
+    _("Only return-and-refund and exchange requests carry a return tracking number."),
+)
+ERR_LOG_401 = define(
+    "ERR_LOG_401", 409, _("The parcel can no longer be intercepted (物流拦截)."),
+    _("It has already been delivered or an interception is still open; follow up with a return instead."),
+)
+ERR_LOG_501 = define(
+    "ERR_LOG_501", 400, _("The phone number is not valid for this market."),
+    _("Enter the number with its country code, e.g. +62 812 3456 7890."),
+)
+ERR_LOG_502 = define(
+    "ERR_LOG_502", 400, _("The drop-off point file has errors; nothing was imported."),
+    _("Fix the rows listed (row number, column, problem) and import the file again."),
+)
+ERR_LOG_503 = define(
+    "ERR_LOG_503", 400, _("The coordinates are not valid."),
+    _("Send latitude between -90 and 90 and longitude between -180 and 180."),
+)
+ERR_LOG_601 = define(
+    "ERR_LOG_601", 409, _("No prepaid return label is available for this request."),
+    _("Labels are made for eligible US returns once the buyer's return is approved."),
+)
+
+# --- return policy --------------------------------------------------------------------------
+ERR_POLICY_001 = define(
+    "ERR_POLICY_001", 200, _("No-reason return does not apply: the item is in an exempt category (无理由退货豁免)."),
+    _("Custom-made, intimate apparel and digital items are exempt (US Return Policy §4.2). Review the reason "
+      "given by the buyer before approving."),
+)
+
+# --- inbound webhooks -------------------------------------------------------------------------
+ERR_HOOK_001 = define(
+    "ERR_HOOK_001", 401, _("The webhook signature is missing or wrong."),
+    _("Check the webhook secret configured for this agency and the sender's signing scheme."),
+)
+ERR_HOOK_002 = define(
+    "ERR_HOOK_002", 400, _("The webhook body could not be read."),
+    _("The sender must post the JSON body documented for its webhooks."),
+)

@@ -259,6 +259,13 @@ class MarketPolicy(models.Model):
                                           validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))])
     return_shipping_payer = models.CharField(_("who pays return shipping"), max_length=24,
                                              choices=ShippingPayer.choices, default=ShippingPayer.SELLER)
+    scan_watch_hours = models.PositiveIntegerField(
+        _("hours for the first carrier scan (物流断链)"), default=48,
+        help_text=_("A return parcel not scanned within this many hours of registration is marked stalled."))
+    no_reason_exempt_categories = ArrayField(
+        models.CharField(max_length=32), verbose_name=_("categories exempt from no-reason returns"), default=list,
+        blank=True)
+    prepaid_return_label = models.BooleanField(_("prepaid return labels (预付运费退货标签)"), default=False)
     source = models.CharField(_("source"), max_length=200, blank=True)
 
     class Meta:

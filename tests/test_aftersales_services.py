@@ -355,3 +355,60 @@ def test_platform_auto_rejection_is_flagged_for_manual_review(tenants):
     born_rejected, _ = services.intake(a.stores[0], platform_return(
         role="SYSTEM", return_status="RETURN_OR_REFUND_REQUEST_REJECTED"))
     assert logs(born_rejected)[0][:2] == ("intake", "ERR_REVIEW_002")
+
+
+def test_us_no_reason_return_of_exempt_category_is_flagged_with_the_rule(tenants):
+    from stores.models import Market
+
+    a, _b = tenants
+    us_store = a.stores[0]
+    us_store.market = Market.objects.get(code="US")
+    us_store.save()
+    items = [{"sku_id": "SKU9", "product_name": "Custom engraved ring", "category": "custom_made",
+              "refund_amount": {"currency": "USD", "refund_total": "40.00"}}]
+    ticket, _ = services.intake(us_store, platform_return(return_type="RETURN_AND_REFUND",
+                                                          return_reason="ecom_no_longer_needed",
+                                                          return_line_items=items))
+    assert ticket.exempt_category == "custom_made"
+    row = OperationLog.objects.filter(ticket=ticket, action="policy_check").get()
+    assert row.error_code == "ERR_POLICY_001" and row.payload["rule"] == "no_reason_exempt_categories"
+    # A quality complaint about the same item is not a no-reason return; nor is any item elsewhere exempt.
+    quality, _ = services.intake(us_store, platform_return(return_type="RETURN_AND_REFUND",
+                                                           return_reason="quality_issue", return_line_items=items))
+    assert quality.exempt_category == ""
+    other_market, _ = services.intake(a.stores[1], platform_return(return_reason="ecom_no_longer_needed",
+                                                                   return_line_items=items))
+    assert a.stores[1].market.code != "US" and other_market.exempt_category == ""
+
+
+def test_stalled_flag_is_set_once_and_cleared(tenants):
+    a, _b = tenants
+    ticket, _ = services.intake(a.stores[0], platform_return(return_type="RETURN_AND_REFUND"))
+    assert services.mark_stalled(ticket.pk, detail={"tracking_number": "X1"}) is True
+    assert services.mark_stalled(ticket.pk, detail={"tracking_number": "X1"}) is False
+    assert [r[:2] for r in logs(ticket)].count(("scan_watch", "ERR_LOG_301")) == 1
+    assert services.clear_stalled(ticket.pk, detail={}) is True
+    ticket.refresh_from_db()
+    assert ticket.stalled_at is None and logs(ticket)[-1][0] == "scan_watch_cleared"
+
+
+def test_events_are_delivered_after_commit_only(tenants, django_capture_on_commit_callbacks):
+    from aftersales import events
+
+    a, _b = tenants
+    seen = []
+
+    def handler(**data):
+        seen.append(data)
+
+    events.subscribe(events.STATE_CHANGED, handler)
+    try:
+        ticket, _ = services.intake(a.stores[0], platform_return())
+        with django_capture_on_commit_callbacks(execute=True):
+            services.approve(Performer.of(a.actor(a.owner)), ticket.public_id, "APPROVE_REFUND")
+        assert [(d["before"], d["after"]) for d in seen] == [("pending_review", "refund_approved")]
+        with django_capture_on_commit_callbacks(execute=True), pytest.raises(AppError):
+            services.approve(Performer.of(a.actor(a.owner)), ticket.public_id, "APPROVE_REFUND")
+        assert len(seen) == 1  # a refused action publishes nothing
+    finally:
+        events._subscribers[events.STATE_CHANGED].remove(handler)
