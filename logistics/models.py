@@ -28,7 +28,8 @@ class Carrier(models.Model):
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=100)
     markets = ArrayField(models.CharField(max_length=2), verbose_name=_("markets"), default=list)
-    format_check = models.CharField(_("format check"), max_length=8, choices=FormatKind.choices, default=FormatKind.NONE)
+    format_check = models.CharField(_("format check"), max_length=8, choices=FormatKind.choices,
+                                    default=FormatKind.NONE)
     # For PACKAGE: courier codes of the tracking-numbers package that count as this carrier (e.g. "ups").
     package_couriers = ArrayField(models.CharField(max_length=32), verbose_name=_("package courier codes"),
                                   default=list, blank=True)
