@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
@@ -31,7 +32,7 @@ from aftersales.models import (
     SensitiveWord,
 )
 from aftersales.oplog import Performer
-from aftersales.states import Decision, RequestType, State
+from aftersales.states import OPEN_STATES, Decision, RequestType, State
 from stores.errors import CATALOGUE, AppError
 
 # The platform decision the "Approve" action takes for each request type (a parcel already on its way
@@ -146,6 +147,37 @@ class LogErrorCodeFilter(ErrorCodeFilter):
         return queryset.filter(error_code=code)
 
 
+class FlagFilter(admin.SimpleListFilter):
+    """Yes/no filters on the queue flags (stalled, breached)."""
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request, queryset):
+        if self.value() not in {"yes", "no"}:
+            return queryset
+        condition = self.condition()
+        return queryset.filter(condition) if self.value() == "yes" else queryset.exclude(condition)
+
+
+class StalledFilter(FlagFilter):
+    title = _("stalled (物流断链)")
+    parameter_name = "stalled"
+
+    def condition(self):
+        return Q(stalled_at__isnull=False)
+
+
+class BreachedFilter(FlagFilter):
+    """Open requests past the platform's own deadline (seller_next_action_response)."""
+
+    title = _("past the platform deadline")
+    parameter_name = "breached"
+
+    def condition(self):
+        return Q(state__in=OPEN_STATES, platform_deadline__lt=timezone.now())
+
+
 class StoreFilter(admin.RelatedOnlyFieldListFilter):
     """Stores that have requests, fetched with their market in one query (Store.__str__ shows the market)."""
 
@@ -224,11 +256,13 @@ class AfterSalesRequestAdmin(admin.ModelAdmin):
         "type",
         "state",
         RequestErrorCodeFilter,
+        StalledFilter,
+        BreachedFilter,
         "platform_status_unknown",
     ]
-    # Tracking numbers of *return* shipments (buyer → seller) belong to logistics and arrive with the
-    # logistics issue; search them from there (logistics depends on aftersales, not the reverse).
-    search_fields = ["order_id", "return_id", "buyer_user_id", "replacement_tracking_number"]
+    # return_shipment is logistics' reverse relation: a string lookup, so aftersales imports nothing of it.
+    search_fields = ["order_id", "return_id", "buyer_user_id", "replacement_tracking_number",
+                     "return_shipment__tracking_number"]
     ordering = ["-updated_at", "-id"]
     inlines = [LineItemInline, EvidenceInline, OperationLogTimeline]
     actions = ["approve_by_type", "request_more_evidence", "close_requests"]

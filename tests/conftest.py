@@ -60,6 +60,32 @@ def add_tenant_rows(tenant: Tenant) -> None:
     replies.create_quick_reply(owner_actor, title="Refund on its way", body="已为您安排极速退款，预计2小时内到账")
     replies.create_quick_reply(owner_actor, title="Photo please", body="Please send a photo of the label.",
                                store=stores[-1])
+    _logistics_rows(tenant, ticket)
+
+
+def _logistics_rows(tenant: Tenant, ticket) -> None:
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from logistics.models import (
+        Carrier,
+        Interception,
+        ReturnAddress,
+        ReturnLabel,
+        ReturnShipment,
+        WebhookEndpoint,
+    )
+
+    now, agency, store = timezone.now(), tenant.agency, tenant.stores[-1]
+    carrier = Carrier.objects.get(code="other")
+    ReturnShipment.objects.create(agency=agency, ticket=ticket, carrier=carrier, tracking_number=f"{agency.slug}1",
+                                  format_check="unverified", registered_at=now)
+    Interception.objects.create(agency=agency, ticket=ticket, tracking_number=f"{agency.slug}2", requested_at=now)
+    ReturnAddress.objects.create(agency=agency, store=store, market=store.market, warehouse="Main", contact_name="Li",
+                                 phone="+6281234567890", line1="Jl. Sudirman 1", city="Jakarta", is_default=True)
+    ReturnLabel.objects.create(agency=agency, ticket=ticket, carrier=carrier, tracking_number=f"{agency.slug}1",
+                               file=ContentFile(b"%PDF-1.4 test", name="label.pdf"))
+    WebhookEndpoint.objects.create(agency=agency, provider="aftership", secret=f"{agency.slug}-secret")
 
 
 @pytest.fixture

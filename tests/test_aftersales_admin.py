@@ -384,3 +384,24 @@ def test_change_page_shows_fees(admin_client, tenants):
     assert "Commission returned: 2.00 USD at 8%" in page  # 8 % of the 25.00 refundable, before refund
     zh = admin_client.get(change_url(ticket), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "退还佣金" in zh
+
+
+def test_stalled_and_breached_filters_and_tracking_search(admin_client, tenants):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from logistics.models import ReturnShipment
+
+    a, _b = tenants
+    stalled, late, fine = make(a.stores[0]), make(a.stores[0]), make(a.stores[0])
+    services.mark_stalled(stalled.pk, detail={})
+    AfterSalesRequest.objects.unscoped().filter(pk=late.pk).update(
+        platform_deadline=timezone.now() - dt.timedelta(hours=1))
+    AfterSalesRequest.objects.unscoped().filter(pk=fine.pk).update(
+        platform_deadline=timezone.now() + dt.timedelta(hours=5))
+    ReturnShipment.objects.create(agency=a.agency, ticket=fine, tracking_number="RB123456785GB",
+                                  format_check="verified", registered_at=timezone.now())
+    assert listed(admin_client, stalled="yes") == {stalled.pk}
+    assert late.pk in listed(admin_client, breached="yes") and fine.pk not in listed(admin_client, breached="yes")
+    assert listed(admin_client, q="RB123456785GB") == {fine.pk}

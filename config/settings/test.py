@@ -8,3 +8,8 @@ os.environ.setdefault("ALLOW_INSECURE_KEY", "1")
 from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Uploaded evidence and labels made by tests go to a throw-away folder, never into var/media.
+import tempfile  # noqa: E402
+
+MEDIA_ROOT = tempfile.mkdtemp(prefix="tower-test-media-")
