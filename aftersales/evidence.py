@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -121,30 +120,27 @@ def inspect_image(data: bytes) -> InspectedImage:
     """
     if not data:
         raise _damaged(_("The file is empty."))
-    limit, side = max_pixels(), max_side()
+    # Never above Pillow's own bomb threshold, whatever the setting says: a read-only global, thread-safe.
+    limit, side = min(max_pixels(), Image.MAX_IMAGE_PIXELS or max_pixels()), max_side()
     formats = list(FORMATS)
     try:
-        # Pillow warns above Image.MAX_IMAGE_PIXELS and raises at twice that; the warning becomes an
-        # error here so a configured limit above Pillow's still never decodes a bomb.
-        # (catch_warnings touches process-wide state; harmless here, it only makes the filter stricter.)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=formats) as probe:
-                fmt, (width, height) = probe.format, probe.size
-                _check_dimensions(width, height, limit, side)
-                probe.verify()
-            with Image.open(io.BytesIO(data), formats=formats) as image:
-                if image.format == "JPEG":
-                    # Decode at 1/8 scale: the whole entropy-coded stream is still read (so truncation
-                    # shows), at a fraction of the memory.
-                    image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-                image.load()
+        # Our own pixel limit is checked from the header before any pixel is decoded; Pillow's
+        # DecompressionBombError stays as a second line (no process-wide warning filters: not thread-safe).
+        with Image.open(io.BytesIO(data), formats=formats) as probe:
+            fmt, (width, height) = probe.format, probe.size
+            _check_dimensions(width, height, limit, side)
+            probe.verify()
+        with Image.open(io.BytesIO(data), formats=formats) as image:
+            if image.format == "JPEG":
+                # Decode at 1/8 scale: the whole entropy-coded stream is still read (so truncation
+                # shows), at a fraction of the memory.
+                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            image.load()
     except UnidentifiedImageError:
         raise AppError(errors.ERR_EVID_003, fields={"file": [_("Only JPEG, PNG and WebP images are accepted.")]},
                        data={"accepted": [ct for _ext, ct in FORMATS.values()]}) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        shown = min(limit, Image.MAX_IMAGE_PIXELS or limit)  # Pillow's own limit refused it first
-        raise _damaged(_("The image has too many pixels (at most %(limit)s).") % {"limit": shown}) from None
+    except Image.DecompressionBombError:
+        raise _damaged(_("The image has too many pixels (at most %(limit)s).") % {"limit": limit}) from None
     except AppError:
         raise
     except Exception:
