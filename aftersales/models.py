@@ -253,3 +253,43 @@ class SensitiveWord(models.Model):
             except re.error as exc:
                 message = _("Not a valid regular expression: %(error)s") % {"error": exc}
                 raise ValidationError({"value": message}) from None
+
+
+class Alert(models.Model):
+    """Something a person should look at now (stalled return, deadline close, new buyer message).
+
+    Raised by system code through services.raise_alert, once per (request, kind, key); the portal shows
+    the unread ones and their count without reloading.
+    """
+
+    class Kind(models.TextChoices):
+        STALLED = "stalled", _("Return parcel not scanned (物流断链)")
+        BREACH_SOON = "breach_soon", _("Deadline close")
+        BREACHED = "breached", _("Deadline missed")
+        BUYER_MESSAGE = "buyer_message", _("New buyer message")
+        REVIEW_FAILED = "review_failed", _("Needs manual re-review")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=100, blank=True)  # what makes it distinct (e.g. the tracking number)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
+    message = models.CharField(_("message"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+    # Set when the cause went away (e.g. the first carrier scan arrived): no longer shown as open.
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="ticket__store")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        constraints = [models.UniqueConstraint(fields=["ticket", "kind", "key"], name="alert_once")]
+        indexes = [models.Index(fields=["agency", "read_at", "created_at"], name="alert_unread")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.ticket_id}"

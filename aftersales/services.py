@@ -329,6 +329,9 @@ def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = 
         code, message = _review_failure(ticket, before, payload)
         oplog.record(ticket, performer=performer, action="platform_status", before=before, after=ticket.state,
                      error_code=code, message=message, payload={"raw_status": raw_status, **(payload or {})})
+        if ticket.state != before:
+            events.publish(events.STATE_CHANGED, ticket_id=ticket.pk, action="platform_status", before=before,
+                           after=ticket.state, payload={"raw_status": raw_status, **(payload or {})})
     assert locked_pk is not None
     return ticket
 
@@ -517,7 +520,25 @@ def mark_stalled(ticket_id, *, detail: dict) -> bool:
         ticket.save(update_fields=["stalled_at", "updated_at"])
         oplog.record(ticket, performer=oplog.SYSTEM, action="scan_watch", before=ticket.state, after=ticket.state,
                      error_code=errors.ERR_LOG_301.code, message=str(errors.ERR_LOG_301.message), payload=detail)
+        raise_alert(ticket, "stalled", key=str(detail.get("tracking_number", ""))[:100],
+                    error_code=errors.ERR_LOG_301.code, message=str(errors.ERR_LOG_301.message))
         return True
+
+
+def raise_alert(ticket: AfterSalesRequest, kind: str, *, key: str = "", error_code: str = "",
+                message: str = "") -> bool:
+    """Raise an alert once per (request, kind, key); False when it was already raised."""
+    from aftersales.models import Alert
+
+    alert, created = Alert.objects.get_or_create(
+        ticket=ticket, kind=kind, key=key[:100],
+        defaults={"agency_id": ticket.agency_id, "error_code": error_code, "message": message[:500]},
+    )
+    if not created and alert.resolved_at is not None:
+        # The same cause came back (e.g. the same parcel stalled again): reopen the alert.
+        Alert.objects.for_agency(ticket.agency_id).filter(pk=alert.pk).update(resolved_at=None, read_at=None)
+        return True
+    return created
 
 
 def clear_stalled(ticket_id, *, detail: dict) -> bool:
@@ -528,6 +549,7 @@ def clear_stalled(ticket_id, *, detail: dict) -> bool:
             return False
         ticket.stalled_at = None
         ticket.save(update_fields=["stalled_at", "updated_at"])
+        ticket.alerts.filter(kind="stalled", resolved_at__isnull=True).update(resolved_at=timezone.now())
         oplog.record(ticket, performer=oplog.SYSTEM, action="scan_watch_cleared", before=ticket.state,
                      after=ticket.state, payload=detail)
         return True

@@ -315,6 +315,10 @@ ERR_LOG_601 = define(
     "ERR_LOG_601", 409, _("No prepaid return label is available for this request."),
     _("Labels are made for eligible US returns once the buyer's return is approved."),
 )
+ERR_LOG_602 = define(
+    "ERR_LOG_602", 409, _("The store has no default return address for its market."),
+    _("Add one in return address management (退货地址管理) and mark it as default; then issue the label again."),
+)
 
 # --- return policy --------------------------------------------------------------------------
 ERR_POLICY_001 = define(

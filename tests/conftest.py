@@ -60,6 +60,7 @@ def add_tenant_rows(tenant: Tenant) -> None:
     replies.create_quick_reply(owner_actor, title="Refund on its way", body="已为您安排极速退款，预计2小时内到账")
     replies.create_quick_reply(owner_actor, title="Photo please", body="Please send a photo of the label.",
                                store=stores[-1])
+    aftersales_services.raise_alert(ticket, "review_failed", error_code="ERR_REVIEW_002")
     _logistics_rows(tenant, ticket)
 
 

@@ -412,3 +412,20 @@ def test_events_are_delivered_after_commit_only(tenants, django_capture_on_commi
         assert len(seen) == 1  # a refused action publishes nothing
     finally:
         events._subscribers[events.STATE_CHANGED].remove(handler)
+
+
+def test_stalling_raises_one_alert(tenants):
+    from aftersales.models import Alert
+
+    a, _b = tenants
+    ticket, _ = services.intake(a.stores[0], platform_return(return_type="RETURN_AND_REFUND"))
+    services.mark_stalled(ticket.pk, detail={"tracking_number": "X1"})
+    services.mark_stalled(ticket.pk, detail={"tracking_number": "X1"})  # already stalled: nothing new
+    alert = Alert.objects.for_actor(a.actor(a.owner)).get()
+    assert (alert.kind, alert.error_code, alert.key, alert.resolved_at) == ("stalled", "ERR_LOG_301", "X1", None)
+    services.clear_stalled(ticket.pk, detail={})  # the first scan resolves it
+    alert.refresh_from_db()
+    assert alert.resolved_at is not None
+    services.mark_stalled(ticket.pk, detail={"tracking_number": "X1"})  # stalls again: the same alert reopens
+    alert.refresh_from_db()
+    assert alert.resolved_at is None and Alert.objects.for_agency(a.agency).count() == 1

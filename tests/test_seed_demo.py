@@ -57,6 +57,21 @@ def test_seed_demo_requests_cover_every_state_with_logs(db):
         OperationLog.objects.filter(agency_id=demo.pk).values_list("action", flat=True))
 
 
+def test_seed_demo_logistics_addresses_parcels_and_dropoffs(db):
+    from logistics import services as logistics_services
+    from logistics.addresses import default_return_address
+    from logistics.models import DropOffPoint, ReturnShipment
+
+    call_command("seed_demo", "--tickets", "25")
+    demo = Agency.objects.get(slug="demo")
+    assert all(default_return_address(s) is not None for s in Store.objects.for_agency(demo))
+    shipments = ReturnShipment.objects.for_agency(demo)
+    assert shipments.exists() and shipments.filter(first_scan_at__isnull=False).exists()
+    assert DropOffPoint.objects.filter(market__code="ID").count() > 100
+    # The overdue ones are stalled by the very first sweep.
+    assert logistics_services.sweep_scan_watch() == shipments.filter(stalled_at__isnull=False).count() > 0
+
+
 def test_create_api_token_prints_key_last(db, capsys):
     call_command("seed_demo", "--tickets", "0")
     call_command("create_api_token", "demo-agent")

@@ -220,4 +220,16 @@ API_TOKEN_PREFIX_LENGTH = 8
 CELERY_BEAT_SCHEDULE = {
     # Proves the whole chain (beat → broker → worker → database) every minute; /healthz shows it.
     "heartbeat": {"task": "stores.heartbeat", "schedule": 60.0, "args": ["worker"]},
+    # 物流断链: return parcels without a first carrier scan in time are marked stalled (SKIP LOCKED, overlap-safe).
+    "logistics-scan-watch": {"task": "logistics.sweep_scan_watch", "schedule": 60.0},
 }
+
+# --- return tracking: the carrier check through a tracking aggregator (AfterShip "get a tracking") ----------
+# Empty URL: no check is made; attempts are recorded as "skipped" and the validation stays pending.
+TRACKING_AGGREGATOR_URL = env_str("TRACKING_AGGREGATOR_URL", "")
+TRACKING_AGGREGATOR_KEY = env_str("TRACKING_AGGREGATOR_KEY", "")
+TRACKING_AGGREGATOR_TIMEOUT_S = env_int("TRACKING_AGGREGATOR_TIMEOUT_S", 5, minimum=1)
+# Transient failures (5xx, 429, timeouts) retry this many times, after uniform(0, min(max, base·2^n)) seconds.
+TRACKING_CHECK_MAX_RETRIES = env_int("TRACKING_CHECK_MAX_RETRIES", 6, minimum=0)
+TRACKING_CHECK_BACKOFF_S = env_int("TRACKING_CHECK_BACKOFF_S", 30, minimum=1)
+TRACKING_CHECK_BACKOFF_MAX_S = env_int("TRACKING_CHECK_BACKOFF_MAX_S", 3600, minimum=1)

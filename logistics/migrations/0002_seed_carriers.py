@@ -12,7 +12,7 @@ ALL = ["US", "UK", "CA", "MY", "TH", "VN", "PH", "SG", "ID", "SA", "AE"]
 
 # code, name, markets, check, package couriers, pattern, hint, aftership slug
 CARRIERS = [
-    ("usps", "USPS", ["US"], PKG, ["usps"], "", "20–22 digits (e.g. 9400 1118 9922 3197 4284 90), or S10", "usps"),
+    ("usps", "USPS", ["US"], PKG, ["usps"], "", "20–22 digits (e.g. 9400 1118 9922 3197 4284 97), or S10", "usps"),
     ("ups", "UPS", ["US", "CA", "UK"], PKG, ["ups"], "", "1Z followed by 16 letters and digits", "ups"),
     ("fedex", "FedEx", ["US", "CA"], PKG, ["fedex"], "", "12, 15, 20 or 22 digits", "fedex"),
     ("dhl", "DHL Express", ALL, PKG, ["dhl"], "", "10 digits (DHL Express waybill)", "dhl"),

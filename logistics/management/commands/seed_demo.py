@@ -3,12 +3,14 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from aftersales.demo import seed_tickets
+from logistics.demo import seed_dropoffs, seed_return_addresses, seed_return_parcels
 from stores.demo import seed_agency
 
 
 class Command(BaseCommand):
-    help = ("Create (or refresh) a demo agency: 12 stores over the 11 markets, three logins and "
-            "after-sales requests in every state (created through the services, so with full logs).")
+    help = ("Create (or refresh) a demo agency: 12 stores over the 11 markets, three logins, after-sales "
+            "requests in every state (through the services, so with full logs), return addresses, tracked "
+            "return parcels (some overdue for the 48 h scan watch) and a few hundred drop-off points.")
 
     def add_arguments(self, parser):
         parser.add_argument("--agency", default="demo", help="agency slug (default: demo)")
@@ -21,9 +23,15 @@ class Command(BaseCommand):
         if not 0 <= tickets <= 100_000:
             raise CommandError(_("--tickets must be between 0 and 100000."))
         logins = seed_agency(slug)
+        seed_return_addresses(logins.agency.pk)
         created = seed_tickets(logins.agency.pk, tickets)
+        parcels = seed_return_parcels(logins.agency.pk)
+        seed_dropoffs()
         self.stdout.write(_("Demo agency “%(name)s” is ready.") % {"name": logins.agency.name})
         if created:
             self.stdout.write(_("%(count)d after-sales requests created.") % {"count": created})
+        if parcels["registered"]:
+            self.stdout.write(_("%(count)d return parcels tracked (%(overdue)d overdue for the scan watch).")
+                              % {"count": parcels["registered"], "overdue": parcels["overdue"]})
         for username in logins.usernames:
             self.stdout.write(f"  {username} / {logins.password}")

@@ -1,0 +1,42 @@
+"""After-commit subscriptions to the after-sales core: a number the buyer gives becomes a tracked parcel.
+
+aftersales cannot import logistics (the dependency runs logistics → aftersales), so it publishes events and
+this module subscribes. Handlers only enqueue a task with ids; the task registers the number with the
+buyer as performer, which logs it (or its refusal) on the request.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from aftersales import events
+from logistics import selectors
+
+
+def connect() -> None:
+    """Subscribe the handlers; safe to call more than once (subscribe ignores a handler it already has)."""
+    events.subscribe(events.STATE_CHANGED, on_state_changed)
+    events.subscribe(events.CREATED, on_created)
+
+
+def _enqueue(ticket_id: int, number: str, carrier: str, source: str) -> None:
+    from logistics.tasks import register_reported_tracking
+
+    transaction.on_commit(
+        lambda: register_reported_tracking.delay(ticket_id, number, carrier, source), robust=True)
+
+
+def on_state_changed(ticket_id: int, action: str = "", payload: dict | None = None, **_data) -> None:
+    """The buyer shipped the return: register the number they gave (carrier "other" when unknown)."""
+    payload = payload or {}
+    number = str(payload.get("tracking_number") or "").strip()
+    if action == "buyer_shipped" and number:
+        _enqueue(ticket_id, number, str(payload.get("carrier") or ""), "buyer_shipped")
+
+
+def on_created(ticket_id: int, **_data) -> None:
+    """A new request already carries the platform's return_tracking_number + return_provider_name."""
+    reported = selectors.reported_return_tracking(ticket_id)
+    if reported is not None:
+        number, provider = reported
+        _enqueue(ticket_id, number, provider, "platform_return")
