@@ -89,8 +89,9 @@ def evidence_preview(evidence: Evidence) -> str:
         if evidence.kind == Evidence.Kind.IMAGE:
             return format_html('<a href="{0}" target="_blank" rel="noopener">'
                                '<img src="{0}" alt="" style="max-height: 80px; max-width: 120px;"></a>',
-                               evidence.file.url)
-        return format_html('<a href="{0}" target="_blank" rel="noopener">{1}</a>', evidence.file.url, _("file"))
+                               reverse("portal:evidence_file", args=[evidence.public_id]))
+        return format_html('<a href="{0}" target="_blank" rel="noopener">{1}</a>',
+                           reverse("portal:evidence_file", args=[evidence.public_id]), _("file"))
     if evidence.url:
         return format_html('<a href="{0}" target="_blank" rel="noopener noreferrer">{1}</a>', evidence.url,
                            _("video") if evidence.kind == Evidence.Kind.VIDEO else _("link"))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import QuerySet
 
-from aftersales.models import AfterSalesRequest, OperationLog
+from aftersales.models import AfterSalesRequest, Evidence, OperationLog
 from aftersales.services import ACTION_PERMS
 from aftersales.states import ACTIONS, targets
 from stores.models import MarketPolicy
@@ -61,3 +62,22 @@ def fees(ticket: AfterSalesRequest, policy: MarketPolicy | None = None) -> dict:
         "return_shipping_payer_label": str(policy.get_return_shipping_payer_display()) if policy else "",
         "platform_shipping_fees": shipping[0] if shipping and isinstance(shipping[0], dict) else {},
     }
+
+
+def evidence_file_for_user(user, evidence_id) -> Evidence | None:
+    """An evidence file to download: members through the scoping gate; back-office staff with the
+    view permission across tenants (the admin links here). None when not found or not allowed."""
+    from stores.services import actor_for_user
+
+    try:
+        lookup = {"public_id": uuid.UUID(str(evidence_id)), "kind": Evidence.Kind.IMAGE}
+    except ValueError:
+        return None
+    actor = actor_for_user(user)
+    if actor is not None:
+        qs = Evidence.objects.for_actor(actor)
+    elif user.is_active and user.is_staff and user.has_perm("aftersales.view_evidence"):
+        qs = Evidence.objects.unscoped()
+    else:
+        return None
+    return qs.filter(**lookup).exclude(file="").first()

@@ -2,6 +2,7 @@
 happened (shipments, events, check attempts, webhook receipts, interceptions, labels) are read-only."""
 
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -128,7 +129,8 @@ class ReturnLabelAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("label PDF"))
     def download(self, obj):
-        return format_html('<a href="{}">PDF</a>', obj.file.url) if obj.file else "—"
+        url = reverse("portal:return_label", args=[obj.public_id])
+        return format_html('<a href="{}">PDF</a>', url) if obj.file else "—"
 
 
 @admin.register(WebhookEndpoint)

@@ -29,3 +29,25 @@ def reported_return_tracking(ticket_id: int) -> tuple[str, str] | None:
     if row is None or not row[0] or not isinstance(row[0], str | int):
         return None
     return str(row[0]), str(row[1] or "")
+
+
+def label_file_for_user(user, label_id):
+    """A return-label PDF to download: members through the scoping gate; back-office staff with the
+    view permission across tenants. None when not found or not allowed."""
+    import uuid
+
+    from logistics.models import ReturnLabel
+    from stores.services import actor_for_user
+
+    try:
+        public_id = uuid.UUID(str(label_id))
+    except ValueError:
+        return None
+    actor = actor_for_user(user)
+    if actor is not None:
+        qs = ReturnLabel.objects.for_actor(actor)
+    elif user.is_active and user.is_staff and user.has_perm("logistics.view_returnlabel"):
+        qs = ReturnLabel.objects.unscoped()
+    else:
+        return None
+    return qs.filter(public_id=public_id).select_related("ticket").first()

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal import views
+from portal import files, views
 
 app_name = "portal"
 
@@ -9,4 +9,6 @@ urlpatterns = [
     path("login/", views.PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
+    path("files/evidence/<uuid:evidence_id>/", files.evidence_file, name="evidence_file"),
+    path("files/labels/<uuid:label_id>.pdf", files.return_label, name="return_label"),
 ]

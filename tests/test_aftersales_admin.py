@@ -192,7 +192,9 @@ def test_evidence_inline_links_files_and_videos(admin_client, tenants, settings,
     video = Evidence.objects.create(agency=a.agency, ticket=ticket, role=Evidence.Role.BUYER,
                                     kind=Evidence.Kind.VIDEO, url="https://video.example.com/unboxing.mp4")
     content = admin_client.get(change_url(ticket)).content.decode()
-    assert f'<img src="{image.file.url}"' in content
+    url = reverse("portal:evidence_file", args=[image.public_id])
+    assert f'<img src="{url}"' in content  # served through the scoping gate, never as public media
+    assert admin_client.get(url).status_code == 200
     assert 'href="https://video.example.com/unboxing.mp4"' in content
 
     response = admin_client.get(reverse("admin:aftersales_evidence_changelist"), {"q": ticket.return_id})
