@@ -12,9 +12,22 @@ from logistics import label_tasks  # imported here so a worker that loads the ho
 
 
 def on_state_changed(*, ticket_id, after, **_event) -> None:
-    """Return approved (awaiting the buyer's parcel): time to make the prepaid label, if any."""
-    if after == State.AWAITING_RETURN:
+    """Return approved (awaiting the buyer's parcel): time to make the prepaid label, if any.
+
+    Only markets whose policy offers prepaid labels get a task: every other market's approvals would
+    fill the queue with tasks that can only say "not eligible" (the task still re-checks everything).
+    """
+    if after == State.AWAITING_RETURN and _market_offers_labels(ticket_id):
         label_tasks.issue_return_label_task.delay(ticket_id)
+
+
+def _market_offers_labels(ticket_id: int) -> bool:
+    from aftersales.models import AfterSalesRequest
+    from stores.models import MarketPolicy
+
+    market_id = (AfterSalesRequest.objects.unscoped().filter(pk=ticket_id)
+                 .values_list("store__market_id", flat=True).first())
+    return MarketPolicy.objects.filter(market_id=market_id, prepaid_return_label=True).exists()
 
 
 def connect() -> None:
