@@ -127,25 +127,25 @@ class ErrorCodeFilter(admin.SimpleListFilter):
             result.append((code, f"{code} · {entry.message}" if entry else code))
         return result
 
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        return self.filter_code(queryset, self.value())
+    # On the request list a code matches requests with such a log row (EXISTS, no join fan-out); on the
+    # log list it matches the rows themselves.
+    on_requests = True
 
-    def filter_code(self, queryset, code):
-        raise NotImplementedError
+    def queryset(self, request, queryset):
+        code = self.value()
+        if not code:
+            return queryset
+        if self.on_requests:
+            return queryset.filter(Exists(OperationLog.objects.filter(ticket_id=OuterRef("pk"), error_code=code)))
+        return queryset.filter(error_code=code)
 
 
 class RequestErrorCodeFilter(ErrorCodeFilter):
-    """Requests having at least one operation-log row with the code (EXISTS, no join fan-out)."""
-
-    def filter_code(self, queryset, code):
-        return queryset.filter(Exists(OperationLog.objects.filter(ticket_id=OuterRef("pk"), error_code=code)))
+    """Requests having at least one operation-log row with the code."""
 
 
 class LogErrorCodeFilter(ErrorCodeFilter):
-    def filter_code(self, queryset, code):
-        return queryset.filter(error_code=code)
+    on_requests = False
 
 
 class FlagFilter(admin.SimpleListFilter):
