@@ -218,20 +218,18 @@ def upload_evidence(performer: Performer, ticket_id, file, *, role: str = Eviden
     locked_pk: int | None = None
     stored: list[Evidence] = []
     try:
+        # Checks first, then the slow part (reading up to the size cap, decoding the image) *without*
+        # the request's row lock, so nobody else's action on the request waits for an upload.
         with transaction.atomic():
             ticket = lock_ticket(performer, ticket_id)
             locked_pk = ticket.pk
-            if performer.actor is not None:
-                require_store_perm(performer.actor, ticket.store, StorePerm.HANDLE_AFTERSALES)
-            if role not in Evidence.Role.values:
-                raise AppError(errors.ERR_VALIDATION, fields={"role": [_("Unknown role.")]})
-            if performer.is_person and role != Evidence.Role.SELLER:
-                # People act for the seller; buyer and platform evidence only arrives from the platform,
-                # so nobody can make a photo look as if the buyer had sent it.
-                raise AppError(errors.ERR_VALIDATION, fields={"role": [_("People upload seller evidence only.")]})
-            clean_note = _clean_note(note)
+            _check_uploader(performer, ticket, role)
+        clean_note = _clean_note(note)
+        image = inspect_image(read_capped(file, max_bytes()))
+        with transaction.atomic():
+            ticket = lock_ticket(performer, ticket_id)  # again: permissions or the request may have changed
+            _check_uploader(performer, ticket, role)
             _check_count(ticket, role, 1)
-            image = inspect_image(read_capped(file, max_bytes()))
             try:
                 evidence = _store(ticket, image, role=role, note=clean_note, uploaded_by=performer.user_id)
                 stored.append(evidence)
@@ -245,6 +243,17 @@ def upload_evidence(performer: Performer, ticket_id, file, *, role: str = Eviden
     except AppError as exc:
         _log_failure(locked_pk, performer, exc, payload)
         raise
+
+
+def _check_uploader(performer: Performer, ticket: AfterSalesRequest, role: str) -> None:
+    if performer.actor is not None:
+        require_store_perm(performer.actor, ticket.store, StorePerm.HANDLE_AFTERSALES)
+    if role not in Evidence.Role.values:
+        raise AppError(errors.ERR_VALIDATION, fields={"role": [_("Unknown role.")]})
+    if performer.is_person and role != Evidence.Role.SELLER:
+        # People act for the seller; buyer and platform evidence only arrives from the platform,
+        # so nobody can make a photo look as if the buyer had sent it.
+        raise AppError(errors.ERR_VALIDATION, fields={"role": [_("People upload seller evidence only.")]})
 
 
 # --- buyer evidence synced from the platform ------------------------------------------------------

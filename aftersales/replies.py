@@ -245,9 +245,9 @@ def create_quick_reply(actor: Actor, *, title: str, body: str, store=None) -> Qu
     with transaction.atomic():
         # Lock the scope's owner row so two concurrent creates cannot both pass the cap.
         if target is None:
-            Agency.objects.select_for_update().get(pk=actor.agency_id)
+            Agency.objects.select_for_update(no_key=True).get(pk=actor.agency_id)
         else:
-            Store.objects.for_agency(actor.agency_id).select_for_update().get(pk=target.pk)
+            Store.objects.for_agency(actor.agency_id).select_for_update(no_key=True).get(pk=target.pk)
         scope = _scope(actor.agency_id, target)
         cap = max_per_scope()
         if scope.count() >= cap:

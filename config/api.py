@@ -61,7 +61,10 @@ def _for_drf(exc: exceptions.APIException):
     if isinstance(exc, exceptions.ParseError):
         return errors.ERR_PARSE, None, None
     if isinstance(exc, exceptions.PermissionDenied):
-        return errors.ERR_AUTH_004, None, None
+        # DRF's session authentication refuses a missing/wrong CSRF token with PermissionDenied.
+        if str(exc.detail).startswith("CSRF Failed"):
+            return errors.ERR_AUTH_005, None, None
+        return errors.ERR_PERM_000, None, None
     return errors.ERR_INTERNAL, None, None
 
 
@@ -75,7 +78,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, Http404):
         problem, status = problem_for(errors.ERR_NOT_FOUND, request_id=rid), 404
     elif isinstance(exc, DjangoPermissionDenied):
-        problem, status = problem_for(errors.ERR_AUTH_004, request_id=rid), 403
+        problem, status = problem_for(errors.ERR_PERM_000, request_id=rid), 403
     elif isinstance(exc, exceptions.APIException):
         error, fields, _detail = _for_drf(exc)
         problem = problem_for(error, fields=fields, request_id=rid)

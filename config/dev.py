@@ -41,8 +41,10 @@ def _secret_key() -> str:
     VAR.mkdir(exist_ok=True)
     path = VAR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created 0600 from the first byte (write-then-chmod would leave it readable for a moment).
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 

@@ -116,8 +116,8 @@ def _by_id(qs: QuerySet, value) -> QuerySet:
 def _lock_store(actor: Actor, store) -> Store:
     """The store row is the lock that serialises its address writes."""
     store_id = store.pk if isinstance(store, Store) else store
-    found = _by_id(Store.objects.for_actor(actor), store_id).select_for_update(of=("self",)).select_related(
-        "market").first()
+    found = (_by_id(Store.objects.for_actor(actor), store_id).select_for_update(of=("self",), no_key=True)
+             .select_related("market").first())
     if found is None:
         raise AppError(errors.ERR_NOT_FOUND)
     require_store_perm(actor, found, StorePerm.MANAGE_LOGISTICS)

@@ -398,7 +398,11 @@ def receive_webhook(provider: str, endpoint_id: str, *, signature: str, body: by
     with transaction.atomic():
         try:
             with transaction.atomic():
-                receipt = WebhookReceipt.objects.create(provider=provider, event_id=update.event_id,
+                # AfterShip event ids are not per account: scope them to the endpoint, so one agency's
+                # delivery can never make another agency's event look like a replay.
+                event_id = (f"{endpoint.public_id}:{update.event_id}"
+                            if provider == WebhookEndpoint.Provider.AFTERSHIP else update.event_id)
+                receipt = WebhookReceipt.objects.create(provider=provider, event_id=event_id,
                                                         agency_id=endpoint.agency_id, outcome="received",
                                                         tracking_number=number[:64])
         except IntegrityError:

@@ -134,7 +134,16 @@ ERR_AUTH_004 = define(
     _("Ask your agency owner to invite you (Team management → Members)."),
 )
 
+ERR_AUTH_005 = define(
+    "ERR_AUTH_005", 403, _("The CSRF token is missing or wrong."),
+    _("Reload the page and try again; scripts should use token authentication instead of the session."),
+)
+
 # --- permissions: one per StorePerm, each hint names the role setting that grants it --------
+ERR_PERM_000 = define(
+    "ERR_PERM_000", 403, _("You are not allowed to do this."),
+    _("Ask the agency owner which role grants it (Team management → Role settings)."),
+)
 ERR_PERM_001 = define(
     "ERR_PERM_001", 403, _("Your role does not allow after-sales handling on this store."),
     _("Ask the owner to tick “After-sales handling” for your role: "

@@ -61,18 +61,21 @@ def require_store_perm(actor: Actor, store: Store, perm: str) -> None:
 
 
 def store_perms(actor: Actor, store_ids: Iterable[int]) -> dict[int, set[str]]:
-    """Every permission the actor holds on each of the given stores, in one query."""
+    """Every permission the actor holds on each of the given stores (user and group grants), in one query."""
     store_ids = list(store_ids)
+    visible = Store.objects.for_agency(actor.agency_id).filter(pk__in=store_ids)
     if actor.is_owner:
-        allowed = Store.objects.for_agency(actor.agency_id).filter(pk__in=store_ids).values_list("pk", flat=True)
-        return {pk: {p.value for p in StorePerm} for pk in allowed}
-    result: dict[int, set[str]] = {pk: set() for pk in store_ids}
-    rows = StoreUserObjectPermission.objects.filter(
-        user_id=actor.user_id, content_object_id__in=store_ids
-    ).values_list("content_object_id", "permission__codename")
-    for store_id, codename in rows:
-        result[store_id].add(codename)
-    return {k: v for k, v in result.items() if v}
+        return {pk: {p.value for p in StorePerm} for pk in visible.values_list("pk", flat=True)}
+    from stores.models import StoreGroupObjectPermission
+
+    result: dict[int, set[str]] = {}
+    user_rows = StoreUserObjectPermission.objects.filter(
+        user_id=actor.user_id, content_object__in=visible).values_list("content_object_id", "permission__codename")
+    group_rows = StoreGroupObjectPermission.objects.filter(
+        group__user=actor.user_id, content_object__in=visible).values_list("content_object_id", "permission__codename")
+    for store_id, codename in user_rows.union(group_rows):
+        result.setdefault(store_id, set()).add(codename)
+    return result
 
 
 # --- agencies, members, stores -----------------------------------------------------------------
@@ -109,13 +112,32 @@ def create_store(*, agency: Agency, market: Market, name: str, shop_id: str, **f
 
 
 # --- roles → guardian grants ------------------------------------------------------------------
-def _require_team_manager(actor: Actor | None, store_ids: Iterable[int]) -> None:
-    if actor is None or actor.is_owner:
-        return  # None = system/back-office code (seed, admin), which is explicit about it
-    store_ids = set(store_ids)
+def _require_team_manager(actor: Actor | None, agency_id: int, store_ids: Iterable[int]) -> None:
+    """The owner, or a sub-account holding manage_team on every store the change touches.
+
+    A change that touches no store (an unassigned role, a member without roles) needs manage_team on
+    every store of the agency: "nothing involved" must never mean "nothing to check". Another agency's
+    objects answer as missing.
+    """
+    if actor is None:
+        return  # system/back-office code (seed, admin), which is explicit about it
+    if actor.agency_id != agency_id:
+        raise AppError(errors.ERR_NOT_FOUND)
+    if actor.is_owner:
+        return
+    store_ids = set(store_ids) or set(Store.objects.for_agency(agency_id).values_list("pk", flat=True))
     allowed = set(granted_store_ids(actor, StorePerm.MANAGE_TEAM).filter(pk__in=store_ids).values_list("pk", flat=True))
-    if allowed != store_ids:
+    if not store_ids or allowed != store_ids:
         raise AppError(errors.ERR_PERM_006)
+
+
+def _lock(role: Role | None = None, membership: Membership | None = None) -> None:
+    """Role first, then membership — the same order everywhere, so concurrent role edits and
+    assignments serialise instead of deriving grants from each other's stale reads."""
+    if role is not None:
+        Role.objects.for_agency(role.agency_id).select_for_update(no_key=True).filter(pk=role.pk).first()
+    if membership is not None:
+        Membership.objects.for_agency(membership.agency_id).select_for_update(no_key=True).filter(pk=membership.pk).first()
 
 
 def _sync_grants(membership: Membership, store_ids: Iterable[int]) -> None:
@@ -169,7 +191,8 @@ def _check_assignable(membership: Membership, role: Role, stores: list[Store]) -
 def assign_role(*, actor: Actor | None, membership: Membership, role: Role, stores: Iterable[Store]) -> None:
     stores = list(stores)
     _check_assignable(membership, role, stores)
-    _require_team_manager(actor, [s.pk for s in stores])
+    _require_team_manager(actor, membership.agency_id, [s.pk for s in stores])
+    _lock(role, membership)
     RoleAssignment.objects.bulk_create(
         [RoleAssignment(agency_id=membership.agency_id, membership=membership, role=role, store=s) for s in stores],
         ignore_conflicts=True,
@@ -180,7 +203,10 @@ def assign_role(*, actor: Actor | None, membership: Membership, role: Role, stor
 @transaction.atomic
 def revoke_role(*, actor: Actor | None, membership: Membership, role: Role, stores: Iterable[Store]) -> None:
     store_ids = [s.pk for s in stores]
-    _require_team_manager(actor, store_ids)
+    if role.agency_id != membership.agency_id:
+        raise AppError(errors.ERR_PERM_007)
+    _require_team_manager(actor, membership.agency_id, store_ids)
+    _lock(role, membership)
     RoleAssignment.objects.for_agency(membership.agency_id).filter(
         membership=membership, role=role, store_id__in=store_ids
     ).delete()
@@ -191,27 +217,36 @@ def revoke_role(*, actor: Actor | None, membership: Membership, role: Role, stor
 def set_role_permissions(*, actor: Actor | None, role: Role, permissions: Iterable[str]) -> Role:
     """Change what a role grants; every holder's guardian rows follow at once."""
     perms = sorted({StorePerm(p).value for p in permissions})
+    _lock(role)  # before reading the assignments: a concurrent assign waits, then derives from the new set
+    role = Role.objects.for_agency(role.agency_id).get(pk=role.pk)
     assignments = RoleAssignment.objects.for_agency(role.agency_id).filter(role=role)
-    _require_team_manager(actor, set(assignments.values_list("store_id", flat=True)))
-    role = Role.objects.select_for_update().get(pk=role.pk)
+    _require_team_manager(actor, role.agency_id, set(assignments.values_list("store_id", flat=True)))
     role.permissions = perms
     role.save(update_fields=["permissions"])
     by_member: dict[int, set[int]] = {}
     for membership_id, store_id in assignments.values_list("membership_id", "store_id"):
         by_member.setdefault(membership_id, set()).add(store_id)
-    for membership in Membership.objects.for_agency(role.agency_id).filter(pk__in=by_member):
+    members = Membership.objects.for_agency(role.agency_id).filter(pk__in=by_member).order_by("pk")
+    for membership in members.select_for_update(no_key=True):
         _sync_grants(membership, by_member[membership.pk])
     return role
 
 
 @transaction.atomic
 def remove_member(*, actor: Actor | None, membership: Membership) -> None:
-    """Take a sub-account out of the agency: its grants go with it, at once."""
+    """Take a sub-account out of the agency: its grants and API tokens go with it, at once.
+
+    The owner cannot be removed this way (an agency always keeps its owner).
+    """
+    if membership.is_owner:
+        raise AppError(errors.ERR_PERM_007, detail="the owner cannot be removed")
     store_ids = list(RoleAssignment.objects.for_agency(membership.agency_id)
                      .filter(membership=membership).values_list("store_id", flat=True))
-    _require_team_manager(actor, store_ids)
+    _require_team_manager(actor, membership.agency_id, store_ids)
+    _lock(membership=membership)
     RoleAssignment.objects.for_agency(membership.agency_id).filter(membership=membership).delete()
     StoreUserObjectPermission.objects.filter(user_id=membership.user_id).delete()
+    revoke_api_tokens(ApiToken.objects.for_agency(membership.agency_id).filter(user_id=membership.user_id))
     membership.delete()
 
 

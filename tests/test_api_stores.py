@@ -158,3 +158,14 @@ def test_docs_errors_md_is_generated_from_the_catalogue():
 
     docs = Path(__file__).resolve().parent.parent / "docs" / "ERRORS.md"
     assert docs.read_text() == catalogue_markdown(), "run ./dev manage error_codes_markdown > docs/ERRORS.md"
+
+
+def test_csrf_failure_has_its_own_code(tenants):
+    from rest_framework.test import APIClient
+
+    a, _b = tenants
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(a.owner)
+    response = client.post("/api/v1/stores/", {}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "ERR_AUTH_005"

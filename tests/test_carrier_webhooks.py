@@ -340,3 +340,17 @@ def test_an_unknown_status_is_stored_as_unknown_with_the_raw_value(tenants, hook
     shipment.refresh_from_db()
     event = TrackingEvent.objects.get(shipment=shipment)
     assert (shipment.status, event.status, event.raw_status) == (S.UNKNOWN, S.UNKNOWN, "Teleported_001")
+
+
+def test_one_agencys_event_id_never_shadows_anothers(tenants, hooks):
+    a, b = tenants
+    _ta, shipment_a = registered(a)
+    _tb, shipment_b = registered(b)
+    event_id = str(uuid.uuid4())
+    # B's account sends an event id first (validly signed on B's endpoint); A's real event with the same id
+    # must still be applied.
+    assert send("aftership", hooks["bravo"]["aftership"], aftership_body(event_id=event_id)).status_code == 200
+    response = send("aftership", hooks["alpha"]["aftership"], aftership_body(event_id=event_id))
+    assert response.json()["outcome"] == "applied"
+    shipment_a.refresh_from_db()
+    assert shipment_a.first_scan_at is not None

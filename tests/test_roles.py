@@ -133,3 +133,92 @@ def test_any_sequence_of_role_changes_keeps_grants_exact_and_never_global(tenant
                     wanted |= set(perms) | {"view_store"}
             assert grants(user, store) == wanted
     assert_no_global_perms(a.owner, a.agent, a.viewer, a.outsider)
+
+
+# --- team management cannot be done by someone who lacks it (review finding) ---------------------
+def test_nothing_involved_is_not_nothing_to_check(tenants):
+    a, _b = tenants
+    outsider = a.actor(a.outsider)  # a sub-account without any role
+    lonely = services.add_member(agency=a.agency, user=__import__("tests.factories", fromlist=["x"]).UserFactory(
+        username="alpha-new"))
+    unassigned = a.roles["logistics-clerk"]
+    with pytest.raises(AppError) as info:
+        services.remove_member(actor=outsider, membership=lonely)  # no roles → still needs manage_team
+    assert info.value.code == "ERR_PERM_006"
+    with pytest.raises(AppError) as info:
+        services.set_role_permissions(actor=outsider, role=unassigned, permissions=["view_store", "refund"])
+    assert info.value.code == "ERR_PERM_006"
+    unassigned.refresh_from_db()
+    assert "refund" not in unassigned.permissions
+
+
+def test_the_owner_cannot_be_removed_and_foreign_objects_look_missing(tenants):
+    a, b = tenants
+    with pytest.raises(AppError) as info:
+        services.remove_member(actor=a.actor(a.owner), membership=a.membership(a.owner))
+    assert info.value.code == "ERR_PERM_007"
+    with pytest.raises(AppError) as info:
+        services.set_role_permissions(actor=a.actor(a.owner), role=b.roles["analyst"], permissions=["view_store"])
+    assert info.value.code == "ERR_NOT_FOUND"
+    with pytest.raises(AppError) as info:
+        services.remove_member(actor=a.actor(a.owner), membership=b.membership(b.viewer))
+    assert info.value.code == "ERR_NOT_FOUND"
+
+
+def test_removed_member_tokens_stop_working(tenants):
+    a, _b = tenants
+    _token, key = services.create_api_token(user=a.viewer)
+    services.remove_member(actor=a.actor(a.owner), membership=a.membership(a.viewer))
+    assert services.authenticate_token(key) is None
+
+
+def test_store_perms_count_group_grants(tenants):
+    from django.contrib.auth.models import Group
+
+    from stores.models import StoreGroupObjectPermission
+
+    a, b = tenants
+    group = Group.objects.create(name="refunders")
+    group.user_set.add(a.outsider)
+    StoreGroupObjectPermission.objects.create(group=group, content_object=a.stores[2],
+                                              permission=Permission.objects.get(codename="refund"))
+    StoreGroupObjectPermission.objects.create(group=group, content_object=b.stores[0],
+                                              permission=Permission.objects.get(codename="refund"))
+    perms = services.store_perms(a.actor(a.outsider), [a.stores[2].pk, b.stores[0].pk])
+    assert perms == {a.stores[2].pk: {"refund"}}  # the other agency's store never counts
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_role_edit_and_assignment_racing_leave_exact_grants():
+    import threading
+
+    from django.db import connections
+
+    from tests.conftest import make_tenant
+
+    for _round in range(5):
+        a = make_tenant(f"race{_round}", n_stores=1)
+        role = a.roles["aftersales-agent"]
+        member = a.membership(a.outsider)
+        barrier = threading.Barrier(2)
+
+        def edit(role=role, barrier=barrier):
+            barrier.wait()
+            try:
+                services.set_role_permissions(actor=None, role=role, permissions=["view_store"])
+            finally:
+                connections.close_all()
+
+        def assign(role=role, member=member, store=a.stores[0], barrier=barrier):
+            barrier.wait()
+            try:
+                services.assign_role(actor=None, membership=member, role=role, stores=[store])
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=edit), threading.Thread(target=assign)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert grants(a.outsider, a.stores[0]) == {"view_store"}, _round

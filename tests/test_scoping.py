@@ -98,9 +98,10 @@ def test_revoked_grant_applies_on_next_request(tenants, api):
 
 def test_removed_member_loses_everything(tenants, api):
     a, _b = tenants
-    client = api(a.viewer)
+    token_client, session_client = api(a.viewer), api(a.viewer, token=False)
     services.remove_member(actor=None, membership=a.membership(a.viewer))
-    response = client.get("/api/v1/stores/")
+    assert token_client.get("/api/v1/stores/").json()["error"]["code"] == "ERR_AUTH_002"  # token revoked
+    response = session_client.get("/api/v1/stores/")  # a live session: no agency any more
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "ERR_AUTH_004"
 
