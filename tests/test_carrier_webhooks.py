@@ -345,7 +345,7 @@ def test_an_unknown_status_is_stored_as_unknown_with_the_raw_value(tenants, hook
 def test_one_agencys_event_id_never_shadows_anothers(tenants, hooks):
     a, b = tenants
     _ta, shipment_a = registered(a)
-    _tb, shipment_b = registered(b)
+    _tb, _shipment_b = registered(b)
     event_id = str(uuid.uuid4())
     # B's account sends an event id first (validly signed on B's endpoint); A's real event with the same id
     # must still be applied.
