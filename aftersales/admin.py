@@ -25,11 +25,14 @@ from aftersales import selectors, services
 from aftersales.models import (
     ActorKind,
     AfterSalesRequest,
+    Compensation,
     Evidence,
     LineItem,
     OperationLog,
     QuickReply,
     SensitiveWord,
+    ServiceScoreEntry,
+    SlaBreach,
 )
 from aftersales.oplog import Performer
 from aftersales.states import OPEN_STATES, Decision, RequestType, State
@@ -493,3 +496,43 @@ class SensitiveWordAdmin(admin.ModelAdmin):
     list_filter = ["kind", "is_active", "market"]
     search_fields = ["value", "label"]
     fields = ["market", "kind", "value", "label", "is_active"]
+
+
+# --- SLA records: what happened when a deadline was missed (read-only) -------------------------------
+class SlaRecordAdmin(admin.ModelAdmin):
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).unscoped()  # back office: every tenant, by name
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SlaBreach)
+class SlaBreachAdmin(SlaRecordAdmin):
+    list_display = ["created_at", "ticket", "store", "kind", "due_at"]
+    list_filter = ["kind", "store__market"]
+    search_fields = ["ticket__order_id", "ticket__return_id"]
+    list_select_related = ["ticket", "store__market"]
+
+
+@admin.register(Compensation)
+class CompensationAdmin(SlaRecordAdmin):
+    list_display = ["created_at", "ticket", "store", "amount", "currency", "status", "error_code"]
+    list_filter = ["status", "currency"]
+    search_fields = ["ticket__order_id", "ticket__return_id"]
+    list_select_related = ["ticket", "store__market"]
+
+
+@admin.register(ServiceScoreEntry)
+class ServiceScoreEntryAdmin(SlaRecordAdmin):
+    list_display = ["created_at", "store", "delta", "score_after", "breach"]
+    list_filter = ["store__market"]
+    list_select_related = ["store__market", "breach"]

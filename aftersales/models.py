@@ -18,6 +18,15 @@ from stores.scoping import TenantManager, TenantScope
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
 
+class SlaKind(models.TextChoices):
+    """The deadlines a request can miss (market policy data decides which apply)."""
+
+    FIRST_RESPONSE = "first_response", _("First human response (首次人工处理)")
+    AUTO_APPROVE = "auto_approve", _("Platform auto-approval")
+    REPLACEMENT_RESPONSE = "replacement_response", _("Replacement response")
+    PLATFORM = "platform", _("Platform deadline")
+
+
 class AfterSalesRequest(models.Model):
     """One buyer request as the platform sent it, plus our normalised state for queues."""
 
@@ -66,6 +75,13 @@ class AfterSalesRequest(models.Model):
     stalled_at = models.DateTimeField(_("stalled since"), null=True, blank=True)
     # US no-reason returns: the exempt category found on intake (empty when none applies).
     exempt_category = models.CharField(_("exempt category"), max_length=32, blank=True)
+    # --- SLA (aftersales.sla): the earliest deadline still watched, and when the sweep must look next ---
+    due_at = models.DateTimeField(_("due by"), null=True, blank=True)
+    due_kind = models.CharField(_("deadline"), max_length=24, choices=SlaKind.choices, blank=True)
+    # min(next warning, due_at): the one column the sweep probes (NULL = nothing left to watch).
+    sla_check_at = models.DateTimeField(_("next SLA check"), null=True, blank=True, editable=False)
+    first_human_response_at = models.DateTimeField(_("first human response (首次人工处理)"), null=True, blank=True)
+    breached_at = models.DateTimeField(_("deadline missed at"), null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -80,6 +96,10 @@ class AfterSalesRequest(models.Model):
         indexes = [
             models.Index(fields=["agency", "state", "store"], name="request_agency_state"),
             models.Index(fields=["agency", "buyer_user_id", "created_at"], name="request_buyer_history"),
+            # Only watched requests (open, a deadline left) are in these: an idle sweep is one small probe.
+            models.Index(fields=["due_at"], name="request_sla_due", condition=models.Q(due_at__isnull=False)),
+            models.Index(fields=["sla_check_at"], name="request_sla_check",
+                         condition=models.Q(sla_check_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -293,3 +313,81 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} · {self.ticket_id}"
+
+
+class SlaBreach(models.Model):
+    """One missed deadline of one request. Unique per (request, kind): a breach is handled exactly once."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.PROTECT, related_name="sla_breaches")
+    kind = models.CharField(_("deadline"), max_length=24, choices=SlaKind.choices)
+    due_at = models.DateTimeField(_("was due by"))
+    created_at = models.DateTimeField(_("recorded at"))
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("missed deadline")
+        verbose_name_plural = _("missed deadlines")
+        constraints = [models.UniqueConstraint(fields=["ticket", "kind"], name="sla_breach_once")]
+        indexes = [models.Index(fields=["agency", "created_at"], name="sla_breach_agency")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.ticket_id}"
+
+
+class Compensation(models.Model):
+    """自动赔付: the automatic compensation a breach owes the buyer — one per breach, granted or capped."""
+
+    class Status(models.TextChoices):
+        GRANTED = "granted", _("Granted")
+        CAPPED = "capped", _("Capped by the monthly budget")
+
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.PROTECT, related_name="compensations")
+    breach = models.OneToOneField(SlaBreach, on_delete=models.PROTECT, related_name="compensation")
+    amount = models.DecimalField(_("amount"), **MONEY)
+    currency = models.CharField(_("currency"), max_length=3)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
+    created_at = models.DateTimeField(_("created"))
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("compensation")
+        verbose_name_plural = _("compensations")
+        # The monthly budget check sums one store's granted compensations since the month began.
+        indexes = [models.Index(fields=["store", "status", "created_at"], name="compensation_budget")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} ({self.get_status_display()})"
+
+
+class ServiceScoreEntry(models.Model):
+    """服务分 ledger: one deduction per breach; a store's score is 5.00 plus the sum of its entries."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
+    breach = models.OneToOneField(SlaBreach, on_delete=models.PROTECT, related_name="score_entry")
+    delta = models.DecimalField(_("change"), max_digits=5, decimal_places=2)
+    score_after = models.DecimalField(_("score after"), max_digits=3, decimal_places=2)
+    created_at = models.DateTimeField(_("created"))
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("service score entry")
+        verbose_name_plural = _("service score ledger")
+        indexes = [models.Index(fields=["store", "created_at"], name="score_ledger_store")]
+
+    def __str__(self) -> str:
+        return f"{self.delta} → {self.score_after}"

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from aftersales import events, oplog
+from aftersales import events, oplog, sla
 from aftersales.models import AfterSalesRequest, LineItem
 from aftersales.oplog import PLATFORM, Performer
 from aftersales.states import (
@@ -107,6 +107,7 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
             if target != before:
                 ticket.state = target
                 ticket.state_changed_at = timezone.now()
+            sla.note_action(ticket, performer, before)  # first human response; deadlines that still apply
             ticket.save()
             oplog.record(ticket, performer=performer, action=log_name, before=before, after=ticket.state,
                          payload=payload)
@@ -464,6 +465,7 @@ def _create(store: Store, fields: dict, items: list[dict], raw_status: str,
         **fields,
     )
     LineItem.objects.bulk_create([LineItem(ticket=ticket, **item) for item in items])
+    sla.start(ticket)  # its deadlines from market policy (the earliest is watched by the SLA sweep)
     exemption = _no_reason_exemption(store, fields, items)
     if exemption:
         ticket.exempt_category = exemption["category"]

@@ -133,8 +133,10 @@ def seed_return_parcels(agency_id: int, *, seed: str = "2026") -> dict:
     from aftersales.states import State
     from logistics.models import ReturnShipment, ShipmentStatus
     from logistics.services import apply_tracking_update, register_reported_tracking
+    from stores.models import Agency
 
-    rng = random.Random(f"{seed}:parcels:{agency_id}")
+    # Keyed by the slug (not the id), so a given demo agency always gets the same parcels.
+    rng = random.Random(f"{seed}:parcels:{Agency.objects.get(pk=agency_id).slug}")
     shipped = (AfterSalesRequest.objects.for_agency(agency_id).filter(state=State.RETURN_IN_TRANSIT)
                .exclude(return_shipment__isnull=False).order_by("id"))
     counts = {"registered": 0, "scanned": 0, "overdue": 0}

@@ -336,6 +336,18 @@ ERR_POLICY_001 = define(
       "given by the buyer before approving."),
 )
 
+# --- SLA: deadlines, compensation, service score ------------------------------------------
+ERR_SLA_001 = define(
+    "ERR_SLA_001", 409, _("A deadline was missed (超时)."),
+    _("Act on the request now; the breach, any automatic compensation (自动赔付) and the service-score "
+      "deduction are recorded on it."),
+)
+ERR_SLA_002 = define(
+    "ERR_SLA_002", 200, _("Automatic compensation was not granted: the store's monthly compensation budget is "
+                          "used up."),
+    _("Raise the store's monthly budget in the market policy, or compensate the buyer by hand."),
+)
+
 # --- inbound webhooks -------------------------------------------------------------------------
 ERR_HOOK_001 = define(
     "ERR_HOOK_001", 401, _("The webhook signature is missing or wrong."),

@@ -246,6 +246,11 @@ class Heartbeat(models.Model):
         return f"{self.name} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
 
+def default_warning_offsets() -> list[int]:
+    """4 h and 1 h before a deadline (issue 5); a callable so rows never share one list."""
+    return [240, 60]
+
+
 class MarketPolicy(models.Model):
     """After-sales rules of one market, as data (DESIGN rule 7). Seeded by a migration, edited in admin."""
 
@@ -266,6 +271,42 @@ class MarketPolicy(models.Model):
         models.CharField(max_length=32), verbose_name=_("categories exempt from no-reason returns"), default=list,
         blank=True)
     prepaid_return_label = models.BooleanField(_("prepaid return labels (预付运费退货标签)"), default=False)
+    # --- SLA (aftersales.sla). Seeded by stores/migrations/0008_policy_sla.py ---
+    first_response_hours = models.PositiveIntegerField(
+        _("first human response within (hours)"), null=True, blank=True,
+        help_text=_("首次人工处理: 24 h in UK, MY, TH, VN, PH (Seller Policy v3.2 §7.1, DOMAIN seed); empty where "
+                    "the market has no such rule. Missing it triggers automatic compensation."))
+    auto_approve_hours = models.PositiveIntegerField(
+        _("platform auto-approval after (hours)"), default=48,
+        help_text=_("Refund and return requests still awaiting review are approved by the platform after this "
+                    "long (issue 5, seed default 48 h)."))
+    replacement_response_hours = models.PositiveIntegerField(
+        _("replacement response within (hours)"), default=24,
+        help_text=_("Exchange requests must be reviewed within this long (issue 5, seed default 24 h)."))
+    warning_offsets_minutes = ArrayField(
+        models.PositiveIntegerField(), verbose_name=_("warn before a deadline (minutes)"),
+        default=default_warning_offsets, blank=True,
+        help_text=_("An alert is raised this many minutes before each deadline (default 4 h and 1 h)."))
+    compensation_amount = models.DecimalField(
+        _("automatic compensation per request"), max_digits=14, decimal_places=2, default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("自动赔付 in the market currency when the first human response is late. The seed names the "
+                    "rule but no amount: the seeded values are our defaults (about 5 USD), to be adjusted."))
+    compensation_monthly_budget = models.DecimalField(
+        _("compensation budget per store and month"), max_digits=14, decimal_places=2, default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Compensations beyond this total in a calendar month (market time) are recorded as capped "
+                    "(ERR_SLA_002) instead of granted. Seeded as 100 × the per-request amount (our default)."))
+    score_penalty = models.DecimalField(
+        _("service score deduction per missed deadline"), max_digits=4, decimal_places=2, default=Decimal("0.50"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("服务分: each late response −0.5 points (Seller Score Handbook 2024, DOMAIN seed)."))
+    score_floor_for_traffic = models.DecimalField(
+        _("traffic down-weighting below score"), max_digits=3, decimal_places=2, default=Decimal("4.80"),
+        help_text=_("流量降权 below this service score (Seller Score Handbook 2024, DOMAIN seed)."))
+    exposure_loss_per_tenth = models.DecimalField(
+        _("exposure lost per 0.1 below (percent)"), max_digits=5, decimal_places=2, default=Decimal("3.20"),
+        help_text=_("Each 0.1 below the threshold costs about this share of natural exposure (DOMAIN seed: 3.2 %)."))
     source = models.CharField(_("source"), max_length=200, blank=True)
 
     class Meta:

@@ -61,7 +61,24 @@ def add_tenant_rows(tenant: Tenant) -> None:
     replies.create_quick_reply(owner_actor, title="Photo please", body="Please send a photo of the label.",
                                store=stores[-1])
     aftersales_services.raise_alert(ticket, "review_failed", error_code="ERR_REVIEW_002")
+    _sla_rows(tenant, ticket)
     _logistics_rows(tenant, ticket)
+
+
+def _sla_rows(tenant: Tenant, ticket) -> None:
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from aftersales.models import Compensation, ServiceScoreEntry, SlaBreach
+
+    now, agency, store = timezone.now(), tenant.agency, tenant.stores[-1]
+    breach = SlaBreach.objects.create(agency=agency, store=store, ticket=ticket, kind="platform", due_at=now,
+                                      created_at=now)
+    Compensation.objects.create(agency=agency, store=store, ticket=ticket, breach=breach, amount=Decimal("1.00"),
+                                currency=ticket.currency, status="granted", created_at=now)
+    ServiceScoreEntry.objects.create(agency=agency, store=store, breach=breach, delta=Decimal("-0.50"),
+                                     score_after=Decimal("4.50"), created_at=now)
 
 
 def _logistics_rows(tenant: Tenant, ticket) -> None:

@@ -407,3 +407,12 @@ def test_stalled_and_breached_filters_and_tracking_search(admin_client, tenants)
     assert listed(admin_client, stalled="yes") == {stalled.pk}
     assert late.pk in listed(admin_client, breached="yes") and fine.pk not in listed(admin_client, breached="yes")
     assert listed(admin_client, q="RB123456785GB") == {fine.pk}
+
+
+@pytest.mark.parametrize("model", ["slabreach", "compensation", "servicescoreentry"])
+def test_sla_records_are_listed_read_only(admin_client, tenants, model):
+    from tests.conftest import add_tenant_rows
+
+    add_tenant_rows(tenants[0])
+    assert admin_client.get(reverse(f"admin:aftersales_{model}_changelist")).status_code == 200
+    assert admin_client.get(reverse(f"admin:aftersales_{model}_add")).status_code == 403

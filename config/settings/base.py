@@ -222,6 +222,8 @@ CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "stores.heartbeat", "schedule": 60.0, "args": ["worker"]},
     # 物流断链: return parcels without a first carrier scan in time are marked stalled (SKIP LOCKED, overlap-safe).
     "logistics-scan-watch": {"task": "logistics.sweep_scan_watch", "schedule": 60.0},
+    # SLA (issue 5): warnings before deadlines, missed deadlines → compensation, score, log (SKIP LOCKED).
+    "aftersales-sla-sweep": {"task": "aftersales.sweep_sla", "schedule": 60.0},
 }
 
 # --- return tracking: the carrier check through a tracking aggregator (AfterShip "get a tracking") ----------

@@ -3,6 +3,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from aftersales.demo import seed_tickets
+from aftersales.sla import seed_sla_demo
 from logistics.demo import seed_dropoffs, seed_return_addresses, seed_return_parcels
 from stores.demo import seed_agency
 
@@ -26,6 +27,7 @@ class Command(BaseCommand):
         seed_return_addresses(logins.agency.pk)
         created = seed_tickets(logins.agency.pk, tickets)
         parcels = seed_return_parcels(logins.agency.pk)
+        sla = seed_sla_demo(logins.agency.pk)
         seed_dropoffs()
         self.stdout.write(_("Demo agency “%(name)s” is ready.") % {"name": logins.agency.name})
         if created:
@@ -33,5 +35,8 @@ class Command(BaseCommand):
         if parcels["registered"]:
             self.stdout.write(_("%(count)d return parcels tracked (%(overdue)d overdue for the scan watch).")
                               % {"count": parcels["registered"], "overdue": parcels["overdue"]})
+        if sla.get("overdue") or sla.get("soon"):
+            self.stdout.write(_("%(overdue)d requests past their deadline and %(soon)d due within minutes: the SLA "
+                                "sweep handles them within a minute or two.") % sla)
         for username in logins.usernames:
             self.stdout.write(f"  {username} / {logins.password}")

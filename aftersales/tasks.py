@@ -1,0 +1,19 @@
+"""Background tasks of the after-sales core. Thin: one service call; the service re-checks every row it claims.
+
+Database hiccups (connection lost, deadlock victim) retry with exponential backoff and jitter. The sweep is
+safe to overlap and to re-run after a crash (SKIP LOCKED claims, one savepoint per request, unique constraints).
+"""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from aftersales import sla
+
+DB_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 5, "retry_backoff_max": 600,
+            "retry_jitter": True, "max_retries": 5, "ignore_result": True}
+
+
+@shared_task(name="aftersales.sweep_sla", soft_time_limit=240, time_limit=300, **DB_RETRY)
+def sweep_sla(batch: int = 500) -> int:
+    """Beat, every minute: deadline warnings and missed deadlines (compensation, score, log, alerts)."""
+    return sla.sweep(batch=batch)
