@@ -9,6 +9,7 @@ platform events all take this path, so the demo and the platform sync behave the
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -198,6 +199,10 @@ def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
         if images:
             from aftersales.models import Evidence
 
+            bad = [i for i in images if not _is_uuid(i)]
+            if bad:
+                raise AppError(errors.ERR_VALIDATION, fields={"images": [f"not an evidence id: {b}" for b in bad]})
+
             found = set(Evidence.objects.for_agency(ticket.agency_id).filter(
                 ticket=ticket, role=Evidence.Role.SELLER, public_id__in=images).values_list("public_id", flat=True))
             missing = [i for i in images if not any(str(f) == str(i) for f in found)]
@@ -207,6 +212,14 @@ def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
 
     return perform(performer, ticket_id, "reject", change, perm_key="reject", payload=payload,
                    choose_target=pick)
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def request_evidence(performer: Performer, ticket_id, *, message: str = "") -> AfterSalesRequest:
@@ -306,14 +319,28 @@ def replacement_delivered(ticket_id) -> AfterSalesRequest:
 
 
 def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = PLATFORM,
-                          payload: dict | None = None) -> AfterSalesRequest:
-    """The platform is the source of truth for its own status: take it, or flag an unknown one."""
+                          payload: dict | None = None, updated_at: dt.datetime | None = None) -> AfterSalesRequest:
+    """The platform is the source of truth for its own status: take it, or flag an unknown one.
+
+    Updates can arrive out of order (webhook retries, overlapping sync windows): one older than the
+    platform update time we already hold is logged with ERR_SYNC_003 and changes nothing, so a replay
+    can never move a finished request back.
+    """
     mapped = state_for_platform_status(raw_status)
     locked_pk: int | None = None
     with transaction.atomic():
         ticket = lock_ticket(performer, ticket_id)
         locked_pk = ticket.pk
         before = ticket.state
+        held = ticket.platform_updated_at
+        if updated_at is not None and held is not None and updated_at < held:
+            oplog.record(ticket, performer=performer, action="platform_status", before=before, after=before,
+                         error_code=errors.ERR_SYNC_003.code, message=str(errors.ERR_SYNC_003.message),
+                         payload={"raw_status": raw_status, "update_time": updated_at.isoformat(),
+                                  "held_update_time": ticket.platform_updated_at.isoformat(), **(payload or {})})
+            return ticket
+        if updated_at is not None:
+            ticket.platform_updated_at = updated_at
         ticket.platform_status = normalise_platform_status(raw_status)[:64]
         if mapped is None:
             ticket.platform_status_unknown = True
@@ -448,10 +475,14 @@ def intake(store: Store, data: dict, *, performer: Performer = PLATFORM) -> tupl
                 ticket = _create(store, fields, items, raw_status, performer)
             return ticket, True
         except IntegrityError:
-            # A concurrent intake of the same return won the insert; fall through to an update.
-            existing = AfterSalesRequest.objects.for_agency(store.agency_id).get(
-                store=store, return_id=fields["return_id"]).pk
-    ticket = apply_platform_status(existing, raw_status, performer=performer, payload={"role": data.get("role")})
+            # A concurrent intake of the same return won the insert; fall through to an update. Any other
+            # integrity failure is the payload's fault and must not surface as a 500.
+            existing = AfterSalesRequest.objects.for_agency(store.agency_id).filter(
+                store=store, return_id=fields["return_id"]).values_list("pk", flat=True).first()
+            if existing is None:
+                raise AppError(errors.ERR_SYNC_002, detail="the request could not be stored") from None
+    ticket = apply_platform_status(existing, raw_status, performer=performer, payload={"role": data.get("role")},
+                                   updated_at=fields["platform_updated_at"])
     return ticket, False
 
 

@@ -245,6 +245,10 @@ ERR_SYNC_002 = define(
     "ERR_SYNC_002", 400, _("The platform payload is incomplete or malformed."),
     _("Check the fields listed; the event was not applied."),
 )
+ERR_SYNC_003 = define(
+    "ERR_SYNC_003", 200, _("An older platform update arrived after a newer one; it was ignored."),
+    _("Nothing to do: the request keeps the newer status. The ignored update is kept in the log."),
+)
 
 # --- logistics failure causes (DOMAIN: 物流断链, 物流单号无效) ------------------------------
 ERR_LOG_204 = define(

@@ -429,3 +429,26 @@ def test_stalling_raises_one_alert(tenants):
     services.mark_stalled(ticket.pk, detail={"tracking_number": "X1"})  # stalls again: the same alert reopens
     alert.refresh_from_db()
     assert alert.resolved_at is None and Alert.objects.for_agency(a.agency).count() == 1
+
+
+def test_an_older_platform_update_never_moves_a_request_back(tenants):
+    a, _b = tenants
+    data = platform_return(update_time=1_800_000_000)
+    services.intake(a.stores[0], data)
+    done, _ = services.intake(a.stores[0], {**data, "return_status": "RETURN_OR_REFUND_REQUEST_COMPLETE",
+                                            "update_time": 1_800_000_600})
+    assert done.state == State.COMPLETED
+    replay, _ = services.intake(a.stores[0], {**data, "return_status": "RETURN_OR_REFUND_REQUEST_PENDING",
+                                              "update_time": 1_800_000_300})
+    assert replay.state == State.COMPLETED
+    assert logs(replay)[-1][:4] == ("platform_status", "ERR_SYNC_003", "completed", "completed")
+
+
+def test_reject_with_a_malformed_image_id_is_a_coded_refusal(tenants):
+    a, _b = tenants
+    ticket, _ = services.intake(a.stores[0], platform_return())
+    with pytest.raises(AppError) as info:
+        services.reject(Performer.of(a.actor(a.owner)), ticket.public_id, reason="reverse_reject_request_reason_1",
+                        images=["not-a-uuid"])
+    assert info.value.code == "ERR_VALIDATION"
+    assert logs(ticket)[-1][:2] == ("reject", "ERR_VALIDATION")
