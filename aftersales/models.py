@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -75,6 +76,10 @@ class AfterSalesRequest(models.Model):
     stalled_at = models.DateTimeField(_("stalled since"), null=True, blank=True)
     # US no-reason returns: the exempt category found on intake (empty when none applies).
     exempt_category = models.CharField(_("exempt category"), max_length=32, blank=True)
+    # Who works on it (a person, or set by an auto-rule's round-robin) and free tags set by rules.
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+", verbose_name=_("assigned to"))
+    tags = ArrayField(models.CharField(max_length=40), default=list, blank=True, verbose_name=_("tags"))
     # --- SLA (aftersales.sla): the earliest deadline still watched, and when the sweep must look next ---
     due_at = models.DateTimeField(_("due by"), null=True, blank=True)
     due_kind = models.CharField(_("deadline"), max_length=24, choices=SlaKind.choices, blank=True)
@@ -391,3 +396,39 @@ class ServiceScoreEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delta} → {self.score_after}"
+
+
+class AutoRule(models.Model):
+    """自动规则: per store, or agency-wide (store empty); ordered, the first active match acts (aftersales.rules)."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", _("Approve")
+        REPLY = "reply", _("Reply with a quick reply")
+        ASSIGN = "assign", _("Assign (round-robin)")
+        TAG = "tag", _("Tag")
+        ESCALATE = "escalate", _("Escalate")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(_("name"), max_length=100)
+    position = models.PositiveIntegerField(_("position"), default=0)
+    is_active = models.BooleanField(_("active"), default=True)
+    conditions = models.JSONField(_("conditions"), default=dict, blank=True)
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    # For assign, "_cursor" ({store id: next index}) is the round-robin state, written under a row lock.
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store", store_optional=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("auto-rule")
+        verbose_name_plural = _("auto-rules")
+        indexes = [models.Index(fields=["agency", "store", "is_active", "position"], name="autorule_order")]
+
+    def __str__(self) -> str:
+        return self.name
+

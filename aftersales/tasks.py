@@ -17,3 +17,12 @@ DB_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff"
 def sweep_sla(batch: int = 500) -> int:
     """Beat, every minute: deadline warnings and missed deadlines (compensation, score, log, alerts)."""
     return sla.sweep(batch=batch)
+
+
+@shared_task(name="aftersales.apply_rules", acks_late=True, soft_time_limit=50, time_limit=60, **DB_RETRY)
+def apply_rules_task(ticket_id: int) -> str | None:
+    """After intake: the first matching auto-rule acts on the new request (idempotent; re-checks state)."""
+    from aftersales import rules
+
+    rule = rules.apply_rules(ticket_id)
+    return None if rule is None else str(rule.public_id)

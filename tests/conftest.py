@@ -61,6 +61,9 @@ def add_tenant_rows(tenant: Tenant) -> None:
     replies.create_quick_reply(owner_actor, title="Photo please", body="Please send a photo of the label.",
                                store=stores[-1])
     aftersales_services.raise_alert(ticket, "review_failed", error_code="ERR_REVIEW_002")
+    from aftersales import rules
+
+    rules.create_rule(owner_actor, name="Tag", action="tag", params={"tags": ["x"]}, store=stores[-1])
     _sla_rows(tenant, ticket)
     _logistics_rows(tenant, ticket)
 
