@@ -192,8 +192,24 @@ class StoreFilter(admin.RelatedOnlyFieldListFilter):
         return [(store.pk, str(store)) for store in stores]
 
 
+class LogColumns:
+    """Columns that render an operation-log row the same way on the timeline and in the log admin."""
+
+    @admin.display(description=_("state"))
+    def states(self, obj: OperationLog) -> str:
+        return state_change(obj.state_before, obj.state_after)
+
+    @admin.display(description=_("error code"))
+    def error(self, obj: OperationLog) -> str:
+        return error_html(obj.error_code)
+
+    @admin.display(description=_("payload"))
+    def payload_json(self, obj: OperationLog) -> str:
+        return pretty_json(obj.payload)
+
+
 # --- inlines on the request page ------------------------------------------------------------------
-class OperationLogTimeline(ReadOnlyMixin, admin.TabularInline):
+class OperationLogTimeline(LogColumns, ReadOnlyMixin, admin.TabularInline):
     """操作日志: the request's timeline, oldest first. One query for any number of rows."""
 
     model = OperationLog
@@ -210,17 +226,6 @@ class OperationLogTimeline(ReadOnlyMixin, admin.TabularInline):
     def time(self, obj: OperationLog) -> str:
         return date_format(localtime(obj.created_at), "Y-m-d H:i:s")
 
-    @admin.display(description=_("state"))
-    def states(self, obj: OperationLog) -> str:
-        return state_change(obj.state_before, obj.state_after)
-
-    @admin.display(description=_("error code"))
-    def error(self, obj: OperationLog) -> str:
-        return error_html(obj.error_code)
-
-    @admin.display(description=_("payload"))
-    def payload_json(self, obj: OperationLog) -> str:
-        return pretty_json(obj.payload)
 
 
 class LineItemInline(ReadOnlyMixin, admin.TabularInline):
@@ -407,7 +412,7 @@ def _listing(return_ids: list[str]) -> str:
 
 # --- operation log ------------------------------------------------------------------------------
 @admin.register(OperationLog)
-class OperationLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class OperationLogAdmin(LogColumns, ReadOnlyMixin, admin.ModelAdmin):
     """操作日志: append-only. View only; the database refuses UPDATE and DELETE as well."""
 
     list_display = ["created_at", "request_link", "order_id", "actor_kind", "actor_label", "action", "states",
@@ -427,17 +432,6 @@ class OperationLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
         url = reverse("admin:aftersales_aftersalesrequest_change", args=[obj.ticket_id])
         return format_html('<a href="{}">{}</a>', url, obj.ticket.return_id)
 
-    @admin.display(description=_("state"))
-    def states(self, obj: OperationLog) -> str:
-        return state_change(obj.state_before, obj.state_after)
-
-    @admin.display(description=_("error code"))
-    def error(self, obj: OperationLog) -> str:
-        return error_html(obj.error_code)
-
-    @admin.display(description=_("payload"))
-    def payload_json(self, obj: OperationLog) -> str:
-        return pretty_json(obj.payload)
 
 
 # --- evidence -----------------------------------------------------------------------------------
@@ -499,20 +493,11 @@ class SensitiveWordAdmin(admin.ModelAdmin):
 
 
 # --- SLA records: what happened when a deadline was missed (read-only) -------------------------------
-class SlaRecordAdmin(admin.ModelAdmin):
+class SlaRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     def get_queryset(self, request):
         return super().get_queryset(request).unscoped()  # back office: every tenant, by name
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(SlaBreach)

@@ -104,19 +104,11 @@ def _clean_all(values: dict, country: str, *, partial: bool) -> dict:
 
 
 # --- lookups -----------------------------------------------------------------------------------------
-def _by_id(qs: QuerySet, value) -> QuerySet:
-    if isinstance(value, int):
-        return qs.filter(pk=value)
-    try:
-        return qs.filter(public_id=uuid.UUID(str(value)))
-    except ValueError:
-        return qs.none()
-
 
 def _lock_store(actor: Actor, store) -> Store:
     """The store row is the lock that serialises its address writes."""
     store_id = store.pk if isinstance(store, Store) else store
-    found = (_by_id(Store.objects.for_actor(actor), store_id).select_for_update(of=("self",), no_key=True)
+    found = (Store.objects.for_actor(actor).by_id(store_id).select_for_update(of=("self",), no_key=True)
              .select_related("market").first())
     if found is None:
         raise AppError(errors.ERR_NOT_FOUND)
@@ -125,12 +117,12 @@ def _lock_store(actor: Actor, store) -> Store:
 
 
 def _lock_address(actor: Actor, address_id) -> tuple[Store, ReturnAddress]:
-    store_id = _by_id(ReturnAddress.objects.for_actor(actor), address_id).values_list("store_id", flat=True).first()
+    store_id = ReturnAddress.objects.for_actor(actor).by_id(address_id).values_list("store_id", flat=True).first()
     if store_id is None:
         raise AppError(errors.ERR_NOT_FOUND)
     store = _lock_store(actor, store_id)
-    address = _by_id(ReturnAddress.objects.for_agency(store.agency_id).filter(store=store),
-                     address_id).select_for_update().first()
+    address = (ReturnAddress.objects.for_agency(store.agency_id).filter(store=store).by_id(address_id)
+               .select_for_update().first())
     if address is None:  # deleted while we waited for the lock
         raise AppError(errors.ERR_NOT_FOUND)
     return store, address

@@ -155,19 +155,11 @@ def request_interception(performer: Performer, ticket_id, *, tracking_number, ca
 def _interception_ticket_pk(performer: Performer, interception_id) -> int:
     qs = Interception.objects
     qs = qs.for_actor(performer.actor) if performer.actor is not None else qs.unscoped()
-    found = _by_id(qs, interception_id).values_list("ticket_id", flat=True).first()
+    found = qs.by_id(interception_id).values_list("ticket_id", flat=True).first()
     if found is None:
         raise AppError(errors.ERR_NOT_FOUND)
     return found
 
-
-def _by_id(qs: QuerySet, value) -> QuerySet:
-    if isinstance(value, int):
-        return qs.filter(pk=value)
-    try:
-        return qs.filter(public_id=uuid.UUID(str(value)))
-    except ValueError:
-        return qs.none()
 
 
 def record_interception_outcome(performer: Performer, interception_id, outcome: str) -> Interception:
@@ -181,8 +173,8 @@ def record_interception_outcome(performer: Performer, interception_id, outcome: 
             locked_pk = ticket.pk
             if performer.actor is not None:
                 require_store_perm(performer.actor, ticket.store, StorePerm.MANAGE_LOGISTICS)
-            interception = _by_id(Interception.objects.for_agency(ticket.agency_id).filter(ticket=ticket),
-                                  interception_id).select_for_update().first()
+            interception = (Interception.objects.for_agency(ticket.agency_id).filter(ticket=ticket)
+                            .by_id(interception_id).select_for_update().first())
             if interception is None:
                 raise AppError(errors.ERR_NOT_FOUND)
             payload["interception_id"] = str(interception.public_id)

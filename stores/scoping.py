@@ -11,6 +11,7 @@ A model opts in by declaring ``tenant_scope = TenantScope(agency=..., store=...)
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.db import models
@@ -77,6 +78,16 @@ class TenantQuerySet(models.QuerySet):
         if self._scope().store_optional:
             granted |= Q(**{f"{field}__isnull": True})
         return qs.filter(granted)
+
+    def by_id(self, value) -> TenantQuerySet:
+        """One row by its database id (int, from system code) or its public id (UUID, from clients);
+        anything else matches nothing — a malformed id is simply not found."""
+        if isinstance(value, int):
+            return self.filter(pk=value)
+        try:
+            return self.filter(public_id=uuid.UUID(str(value)))
+        except ValueError:
+            return self.none()
 
     def unscoped(self) -> TenantQuerySet:
         """Every tenant's rows. Only for system code whose name says it crosses tenants."""
