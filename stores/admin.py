@@ -1,12 +1,24 @@
 """Back-office admin. Role changes go through the services so guardian rows stay in step."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from guardian.admin import GuardedModelAdmin
 
 from stores import services
 from stores.errors import AppError
-from stores.models import Agency, ApiToken, Market, MarketPolicy, Membership, Role, RoleAssignment, Store
+from stores.models import (
+    BUSINESS_HOURS_KINDS,
+    Agency,
+    ApiToken,
+    BusinessCalendar,
+    Market,
+    MarketPolicy,
+    Membership,
+    Role,
+    RoleAssignment,
+    Store,
+)
 
 
 @admin.register(Market)
@@ -115,15 +127,32 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})
 
 
+class MarketPolicyForm(forms.ModelForm):
+    # Ticked boxes instead of raw JSON; the platform's own deadline is not offered (the model refuses it too).
+    business_hours_kinds = forms.MultipleChoiceField(
+        label=_("deadlines counted in business hours"), required=False, widget=forms.CheckboxSelectMultiple,
+        choices=list(BUSINESS_HOURS_KINDS.items()), help_text=MarketPolicy._meta.get_field(
+            "business_hours_kinds").help_text)
+
+    class Meta:
+        model = MarketPolicy
+        fields = ["market", "commission_rate", "return_shipping_payer", "business_hours_kinds", "source"]
+
+
 @admin.register(MarketPolicy)
 class MarketPolicyAdmin(admin.ModelAdmin):
     """After-sales rules per market, as data: seeded by a migration, edited here."""
 
-    list_display = ["market", "commission_rate", "return_shipping_payer", "source"]
+    form = MarketPolicyForm
+    list_display = ["market", "commission_rate", "return_shipping_payer", "counted_in_business_hours", "source"]
     list_select_related = ["market"]
     list_filter = ["return_shipping_payer"]
     ordering = ["market__code"]
-    fields = ["market", "commission_rate", "return_shipping_payer", "source"]
+    fields = ["market", "commission_rate", "return_shipping_payer", "business_hours_kinds", "source"]
+
+    @admin.display(description=_("counted in business hours"))
+    def counted_in_business_hours(self, obj):
+        return ", ".join(str(BUSINESS_HOURS_KINDS.get(k, k)) for k in obj.business_hours_kinds or []) or "—"
 
     def get_readonly_fields(self, request, obj=None):
         # A policy belongs to its market for good; a new market's policy is added with its market.
@@ -131,3 +160,39 @@ class MarketPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # a market without a policy would silently fall back to zero commission
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(admin.ModelAdmin):
+    """Working hours and holidays per market; used only for the deadlines a market policy lists (none as seeded)."""
+
+    list_display = ["market", "time_zone", "weekly_hours", "holiday_count", "counted_in_business_hours", "source"]
+    list_select_related = ["market", "market__policy"]
+    ordering = ["market__code"]
+    fields = ["market", "time_zone", "working_hours", "holidays", "weekly_hours", "counted_in_business_hours",
+              "source"]
+    readonly_fields = ["weekly_hours", "counted_in_business_hours"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A calendar belongs to its market for good (one per market).
+        return [*self.readonly_fields, "market"] if obj is not None else self.readonly_fields
+
+    @admin.display(description=_("working hours per week"))
+    def weekly_hours(self, obj):
+        try:
+            hours = obj.as_calendar().week_us / 3_600_000_000
+        except Exception:  # an unsaved or invalid calendar: the form shows the coded error
+            return "—"
+        return f"{hours:g}"
+
+    @admin.display(description=_("holidays"))
+    def holiday_count(self, obj):
+        return len(obj.holidays or [])
+
+    @admin.display(description=_("counted in business hours"))
+    def counted_in_business_hours(self, obj):
+        try:
+            kinds = obj.market.policy.business_hours_kinds or []
+        except (AttributeError, MarketPolicy.DoesNotExist):
+            kinds = []
+        return ", ".join(str(BUSINESS_HOURS_KINDS.get(k, k)) for k in kinds) or _("none (wall clock)")

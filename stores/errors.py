@@ -351,6 +351,30 @@ ERR_SLA_002 = define(
                           "used up."),
     _("Raise the store's monthly budget in the market policy, or compensate the buyer by hand."),
 )
+# Business-hours calendars (stores/calendars.py, BusinessCalendar, MarketPolicy.business_hours_kinds).
+ERR_SLA_003 = define(
+    "ERR_SLA_003", 400, _("The working hours of the business calendar are not valid."),
+    _("Give each weekday (mon … sun) a list of [\"HH:MM\", \"HH:MM\"] ranges, each starting before it ends and "
+      "not overlapping, e.g. {\"mon\": [[\"09:00\", \"12:00\"], [\"13:00\", \"18:00\"]]}; \"24:00\" may end a day."),
+)
+ERR_SLA_004 = define(
+    "ERR_SLA_004", 400, _("The business calendar has no working time, so no deadline could ever be reached."),
+    _("Give at least one weekday a working range, remove holidays that close every working day, or take the "
+      "deadline kinds off the market policy's business-hours list."),
+)
+ERR_SLA_005 = define(
+    "ERR_SLA_005", 400, _("A holiday of the business calendar is not valid."),
+    _("List each holiday once, as \"YYYY-MM-DD\" or as {\"date\": \"YYYY-MM-DD\", \"name\": \"…\"}."),
+)
+ERR_SLA_006 = define(
+    "ERR_SLA_006", 400, _("The time zone is not a known IANA time zone."),
+    _("Use a name such as Europe/London or Asia/Bangkok; leave it empty to use the market's time zone."),
+)
+ERR_SLA_007 = define(
+    "ERR_SLA_007", 400, _("This deadline cannot be counted in business hours."),
+    _("Choose among first_response, auto_approve and replacement_response. The platform's own deadline is a "
+      "timestamp the platform sends and always runs on the wall clock."),
+)
 
 # --- inbound webhooks -------------------------------------------------------------------------
 ERR_HOOK_001 = define(

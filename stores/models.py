@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from stores import calendars, errors
 from stores.markets import MARKET_NAMES
 from stores.permissions import CUSTOM_STORE_PERMISSIONS, StorePerm
 from stores.scoping import TenantManager, TenantScope
@@ -308,6 +311,12 @@ class MarketPolicy(models.Model):
         _("exposure lost per 0.1 below (percent)"), max_digits=5, decimal_places=2, default=Decimal("3.20"),
         help_text=_("Each 0.1 below the threshold costs about this share of natural exposure (DOMAIN seed: 3.2 %)."))
     source = models.CharField(_("source"), max_length=200, blank=True)
+    # --- business hours (stores/calendars.py). Seeded empty everywhere: see docs/ARCHITECTURE.md "Business hours".
+    business_hours_kinds = models.JSONField(
+        _("deadlines counted in business hours"), default=list, blank=True,
+        help_text=_("These deadlines count only the working hours of the market's business calendar (holidays "
+                    "closed); the others run on the wall clock. Empty in every market as seeded: the platform's "
+                    "clocks are wall-clock hours. The platform's own deadline can never be counted this way."))
 
     class Meta:
         verbose_name = _("market policy")
@@ -315,3 +324,138 @@ class MarketPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market.code} policy"
+
+    def clean(self) -> None:
+        super().clean()
+        try:
+            self.business_hours_kinds = clean_business_hours_kinds(self.business_hours_kinds)
+        except calendars.CalendarError as exc:
+            raise ValidationError({"business_hours_kinds": ValidationError(exc.message, code=exc.code)}) from None
+
+    def business_calendar(self) -> BusinessCalendar | None:
+        """The market's calendar, or None. No query when loaded with ``select_related("market__business_calendar")``."""
+        try:
+            return self.market.business_calendar
+        except ObjectDoesNotExist:
+            return None
+
+    def deadline_after(self, start: dt.datetime, hours: float, kind: str) -> dt.datetime:
+        """``start`` + ``hours``: working hours of the market's calendar when ``kind`` is listed in
+        ``business_hours_kinds`` and the market has a calendar, else wall-clock hours."""
+        if kind in (self.business_hours_kinds or ()) and kind in BUSINESS_HOURS_KINDS:
+            calendar = self.business_calendar()
+            if calendar is not None:
+                return calendars.add_business_hours(start, hours, calendar)
+        return start + dt.timedelta(hours=hours)
+
+
+# SLA deadline kinds that may be counted in business hours: aftersales.models.SlaKind without PLATFORM. Plain
+# strings because stores may not import aftersales (tests/test_architecture.py); tests/test_calendars.py checks
+# that the two lists agree. Labels repeat SlaKind's (same msgids, so one translation).
+BUSINESS_HOURS_KINDS = {
+    "first_response": _("First human response (首次人工处理)"),
+    "auto_approve": _("Platform auto-approval"),
+    "replacement_response": _("Replacement response"),
+}
+WALL_CLOCK_ONLY_KINDS = ("platform",)  # the platform's own seller_next_action_response deadline: a timestamp
+
+
+def clean_business_hours_kinds(value) -> list[str]:
+    """The list, de-duplicated in the order given; ``CalendarError`` (``ERR_SLA_007``) for anything else."""
+    def fail(message):
+        raise calendars.CalendarError(errors.ERR_SLA_007, message, field="business_hours_kinds")
+
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        fail(_("Give a list of deadline kinds."))
+    kinds: list[str] = []
+    for kind in value:
+        if kind in WALL_CLOCK_ONLY_KINDS:
+            fail(_("“%(kind)s” is the platform's own deadline, a timestamp it sends: it always runs on the wall "
+                   "clock.") % {"kind": kind})
+        if not isinstance(kind, str) or kind not in BUSINESS_HOURS_KINDS:
+            fail(_("Unknown deadline kind “%(kind)s” (use %(kinds)s).")
+                 % {"kind": kind, "kinds": ", ".join(BUSINESS_HOURS_KINDS)})
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
+
+
+def default_working_hours() -> dict[str, list[list[str]]]:
+    """Mon–Fri 09:00–18:00; a callable so rows never share one dict."""
+    return {day: [["09:00", "18:00"]] for day in calendars.WEEKDAYS[:5]}
+
+
+class BusinessCalendar(models.Model):
+    """Working hours and holidays of one market (Zammad-style), for deadlines counted in business hours.
+
+    Used only for the deadline kinds listed in the market policy's ``business_hours_kinds`` (none as seeded).
+    Seeded by stores/migrations/0010_seed_business_calendars.py; edited in admin. The arithmetic is in
+    stores/calendars.py.
+    """
+
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="business_calendar",
+                                  verbose_name=_("market"))
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, blank=True,
+        help_text=_("IANA name such as Europe/London. Left empty, the market's time zone is filled in."))
+    working_hours = models.JSONField(
+        _("working hours"), default=default_working_hours, blank=True,
+        help_text=_("Local wall time per weekday, several ranges a day allowed (lunch break), \"24:00\" may end a "
+                    "day; a weekday left out is closed. Example: {\"mon\": [[\"09:00\", \"12:00\"], "
+                    "[\"13:00\", \"18:00\"]], \"tue\": [[\"09:00\", \"18:00\"]]}."))
+    holidays = models.JSONField(
+        _("holidays"), default=list, blank=True,
+        help_text=_("Local dates closed all day, as \"YYYY-MM-DD\" or {\"date\": \"YYYY-MM-DD\", \"name\": "
+                    "\"…\"}. Movable holidays (lunar new year, Eid, Easter) must be added for each year."))
+    source = models.CharField(_("source"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["market__code"]
+        verbose_name = _("business calendar")
+        verbose_name_plural = _("business calendars")
+
+    def __str__(self) -> str:
+        return f"{self.market.code} business calendar"
+
+    def save(self, *args, **kwargs) -> None:
+        self._fill_time_zone()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        super().clean()
+        self._fill_time_zone()
+        problems: dict[str, list[ValidationError]] = {}
+        checks = [
+            ("time_zone", lambda: calendars.zone_for(self.time_zone)),
+            ("working_hours", lambda: calendars.parse_working_hours(self.working_hours)),
+            ("holidays", lambda: calendars.parse_holidays(self.holidays)),
+        ]
+        for name, check in checks:
+            try:
+                check()
+            except calendars.CalendarError as exc:
+                problems.setdefault(exc.field or name, []).append(ValidationError(exc.message, code=exc.code))
+        if not problems:
+            try:
+                self.as_calendar()
+            except calendars.CalendarError as exc:
+                problems.setdefault(exc.field or "working_hours", []).append(
+                    ValidationError(exc.message, code=exc.code))
+        if problems:
+            raise ValidationError(problems)
+
+    def as_calendar(self) -> calendars.Calendar:
+        """The validated calendar value (cached on the instance while its fields stay the same)."""
+        zone = self.time_zone or self.market.time_zone
+        key = calendars.calendar_key(zone, self.working_hours, self.holidays)
+        cached = self.__dict__.get("_calendar")
+        if cached is None or cached[0] != key:
+            cached = (key, calendars.Calendar.build(zone, self.working_hours, self.holidays))
+            self.__dict__["_calendar"] = cached
+        return cached[1]
+
+    def _fill_time_zone(self) -> None:
+        if not self.time_zone and self.market_id:
+            self.time_zone = self.market.time_zone
