@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext_lazy
 
-from aftersales import selectors, services
+from aftersales import rules, selectors, services
 from aftersales.models import (
     ActorKind,
     AfterSalesRequest,
+    AutoRule,
     Compensation,
     Evidence,
     LineItem,
@@ -521,3 +525,138 @@ class ServiceScoreEntryAdmin(SlaRecordAdmin):
     list_display = ["created_at", "store", "delta", "score_after", "breach"]
     list_filter = ["store__market"]
     list_select_related = ["store__market", "breach"]
+
+
+# --- auto-rules: validated by aftersales.rules, dry run by its preview --------------------------------
+def coded_errors(exc: AppError) -> list[ValidationError]:
+    """A service's coded refusal as form errors: one message per key it names, each with the code."""
+    if not exc.fields:
+        return [ValidationError(_("[%(code)s] %(message)s"), code=exc.code,
+                                params={"code": exc.code, "message": exc.detail or exc.error.message})]
+    return [ValidationError(_("[%(code)s] %(key)s: %(message)s"), code=exc.code,
+                            params={"code": exc.code, "key": key, "message": message})
+            for key, found in exc.fields.items() for message in found]
+
+
+class AutoRuleForm(forms.ModelForm):
+    """Conditions and parameters are checked by the same functions as ``rules.create_rule``."""
+
+    class Meta:
+        model = AutoRule
+        fields = ["agency", "store", "name", "position", "is_active", "action", "conditions", "params"]
+        help_texts = {
+            "store": _("Empty: the rule applies to every store of the agency, after the store's own rules."),
+            "conditions": _('All must hold; {} matches every request. E.g. {"type_in": ["refund_only"], '
+                            '"refund_total_lte": {"amount": "30", "currency": "USD"}, '
+                            '"buyer_flags": ["serial_returner"]} (or "buyer_not_flags").'),
+            "params": _('approve: {}; reply: {"reply_id": "<quick reply id>"}; assign: {"user_ids": [<user id>, '
+                        '…]} (round-robin; one id assigns that person); tag: {"tags": ["…"]}; escalate: '
+                        '{"note": "…"}.'),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        params = self.instance.params or {}
+        if rules.CURSOR in params:  # the round-robin state is the rule's own, not a parameter to edit
+            self.initial["params"] = {k: v for k, v in params.items() if k != rules.CURSOR}
+
+    def clean(self):
+        data = super().clean()
+        agency, store = data.get("agency"), data.get("store")
+        if agency is not None and store is not None and store.agency_id != agency.pk:
+            self.add_error("store", ValidationError(_("This store belongs to another agency."), code="invalid"))
+        if "conditions" in data:
+            try:
+                data["conditions"] = rules.clean_conditions({} if data["conditions"] is None else data["conditions"])
+            except AppError as exc:
+                self.add_error("conditions", coded_errors(exc))
+        if agency is not None and data.get("action") and "params" in data and not self.has_error("store"):
+            try:
+                data["params"] = rules.clean_params(data["action"], data["params"], agency_id=agency.pk, store=store)
+            except AppError as exc:
+                self.add_error("params", coded_errors(exc))
+        return data
+
+
+class RuleScopeFilter(admin.SimpleListFilter):
+    title = _("scope")
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return [("agency", _("Agency-wide")), ("store", _("One store"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in {"agency", "store"}:
+            return queryset.filter(store__isnull=self.value() == "agency")
+        return queryset
+
+
+@admin.register(AutoRule)
+class AutoRuleAdmin(admin.ModelAdmin):
+    """自动规则 across every agency. Saved rules run as the "rule" actor through the services; the dry run
+    counts the requests of the last 30 days the saved conditions match (``rules.preview_saved_rule``)."""
+
+    form = AutoRuleForm
+    list_display = ["agency", "store", "position", "is_active", "action", "name", "conditions_summary"]
+    list_display_links = ["name"]
+    list_select_related = ["agency", "store__market"]
+    list_filter = ["action", "is_active", RuleScopeFilter, ("agency", admin.RelatedOnlyFieldListFilter),
+                   ("store", StoreFilter)]
+    search_fields = ["name", "agency__name", "store__name"]
+    ordering = ["agency__name", "store__name", "position", "id"]
+    autocomplete_fields = ["agency", "store"]
+    actions = ["dry_run_selected"]
+    readonly_fields = ["dry_run", "round_robin_state", "public_id", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["agency", "store", "name", "position", "is_active", "action"]}),
+        (_("Conditions and parameters"), {"fields": ["conditions", "params", "round_robin_state"]}),
+        (_("Dry run"), {"fields": ["dry_run"]}),
+        (_("Record"), {"fields": ["public_id", "created_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).unscoped()  # back office: every tenant, by name
+
+    def save_model(self, request, obj, form, change):
+        """Keep the round-robin position when neither the action nor the parameters changed (as
+        ``rules.update_rule`` restarts it when they do); read under the row lock the assignment takes."""
+        with transaction.atomic():
+            if change:
+                current = self.get_queryset(request).select_for_update().get(pk=obj.pk)
+                kept = {k: v for k, v in current.params.items() if k != rules.CURSOR}
+                if rules.CURSOR in current.params and current.action == obj.action and kept == obj.params:
+                    obj.params = {**obj.params, rules.CURSOR: current.params[rules.CURSOR]}
+            super().save_model(request, obj, form, change)
+
+    @admin.display(description=_("conditions"))
+    def conditions_summary(self, obj: AutoRule) -> str:
+        if not obj.conditions:
+            return gettext("every request")
+        return json.dumps(obj.conditions, ensure_ascii=False, sort_keys=True)
+
+    @admin.display(description=_("round-robin position"))
+    def round_robin_state(self, obj: AutoRule) -> str:
+        return pretty_json((obj.params or {}).get(rules.CURSOR))
+
+    def _dry_run_text(self, obj: AutoRule) -> tuple[bool, str]:
+        try:
+            result = rules.preview_saved_rule(obj)
+        except AppError as exc:
+            return False, "; ".join(str(e.message % e.params) for e in coded_errors(exc))
+        count = result["would_match"]
+        return True, ngettext("Would have matched %(count)d request in the last %(days)d days.",
+                              "Would have matched %(count)d requests in the last %(days)d days.", count) % {
+            "count": count, "days": rules.PREVIEW_DAYS}
+
+    @admin.display(description=_("dry run"))
+    def dry_run(self, obj: AutoRule) -> str:
+        if obj is None or obj.pk is None:
+            return gettext("Save the rule to see how many requests it would have matched.")
+        return self._dry_run_text(obj)[1]
+
+    @admin.action(description=_("Dry run: count the matches of the last 30 days"), permissions=["view"])
+    def dry_run_selected(self, request, queryset):
+        for rule in queryset.order_by("agency__name", "position", "id"):
+            ok, text = self._dry_run_text(rule)
+            self.message_user(request, _("%(name)s: %(result)s") % {"name": rule.name, "result": text},
+                              messages.INFO if ok else messages.ERROR)

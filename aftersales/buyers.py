@@ -130,7 +130,7 @@ def buyer_history(actor: Actor | None, buyer_user_id: str, *, days: int = 90) ->
         for target, value in ((by_currency, r["refunded"]), (by_currency_recent, r["refunded_recent"])):
             if value:
                 target[r["currency"]] = target.get(r["currency"], Decimal("0")) + value
-    flagged, rule_text, rule_key = _apply_rules(rules, rows)
+    flagged, rule_text, rule_key = serial_returner_verdict(rules, rows)
     return {
         "buyer_user_id": buyer_user_id,
         "days": days,
@@ -151,7 +151,8 @@ def buyer_history(actor: Actor | None, buyer_user_id: str, *, days: int = 90) ->
     }
 
 
-def _apply_rules(rules: list[dict], rows: list[dict]) -> tuple[bool, str | None, str | None]:
+def serial_returner_verdict(rules: list[dict], rows: list[dict]) -> tuple[bool, str | None, str | None]:
+    """The first rule that holds over the grouped rows (also used by auto-rules, so the two never drift)."""
     for i, rule in enumerate(rules):
         key = rule.get("key") or rule["metric"]
         if rule["metric"] == "refunded_amount":

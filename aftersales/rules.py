@@ -7,11 +7,17 @@ Conditions (all must hold; ``{}`` matches every request):
   currency never matches (amounts are never compared across currencies)
 - ``category_in``: [categories] — any line item
 - ``age_hours_gte``: N — hours since the platform's creation time, else our intake time
-Buyer-history flags (serial returner) are not a condition yet: the profile is one grouped query per buyer,
-too heavy for a per-request rule check and not expressible in the preview's single query.
+- ``buyer_flags``: [flags] — the buyer has every flag listed; ``buyer_not_flags``: [flags] — none of them.
+  Flags: ``serial_returner`` (aftersales.buyers' rules, settings.AFTERSALES_SERIAL_RETURNER_RULES). The
+  buyer (``buyer_user_id``) is judged on their history in the rule's whole agency — every store, never
+  another tenant — as it stands when the rule is evaluated (including the request itself), the same figures
+  as the buyer profile an owner sees. A request without a buyer id has no flags.
 
 Actions and params: approve {} (decision by type), reply {"reply_id"}, assign {"user_ids": [...]}
-(round-robin per store), tag {"tags": [...]}, escalate {"note"?} (a "review_failed" alert with key "escalated").
+(round-robin per store over a fixed list; a list of one assigns a named person), tag {"tags": [...]},
+escalate {"note"?} (a "review_failed" alert with key "escalated"). Assignees must be members of the agency
+holding after-sales handling (售后处理) on the store — on some store for an agency-wide rule — checked when
+the rule is saved and again for each request (members without it there are skipped).
 
 Order: the request's store rules by position, then agency-wide rules by position; the first active match acts.
 Rules run once per request (``apply_rules``, after intake): a "rule_applied" log row marks that they ran, so a
@@ -22,20 +28,23 @@ owner or sub-account, or with an assignee (rules run once, so an assignee there 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Count, DecimalField, Exists, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from aftersales import events, oplog
 from aftersales import services as aftersales_services
-from aftersales.models import ActorKind, AfterSalesRequest, AutoRule, LineItem, OperationLog
+from aftersales.buyers import serial_returner_rules, serial_returner_verdict
+from aftersales.models import MONEY, ActorKind, AfterSalesRequest, AutoRule, LineItem, OperationLog
 from aftersales.oplog import Performer
 from aftersales.states import Decision, RequestType, State
 from stores import errors
@@ -47,7 +56,10 @@ from stores.services import has_store_perm, require_store_perm
 
 LIST_CONDITIONS = ("type_in", "market_in", "reason_key_in", "category_in")
 MONEY_CONDITIONS = ("refund_total_lte", "refund_total_gte")
-CONDITION_KEYS = (*LIST_CONDITIONS, *MONEY_CONDITIONS, "reason_key_contains", "age_hours_gte")
+BUYER_CONDITIONS = ("buyer_flags", "buyer_not_flags")
+CONDITION_KEYS = (*LIST_CONDITIONS, *MONEY_CONDITIONS, *BUYER_CONDITIONS, "reason_key_contains", "age_hours_gte")
+SERIAL_RETURNER = "serial_returner"
+BUYER_FLAGS = (SERIAL_RETURNER,)
 PARAM_KEYS = {"approve": (), "reply": ("reply_id",), "assign": ("user_ids",), "tag": ("tags",),
               "escalate": ("note",)}
 REQUIRED_PARAMS = {"reply": ("reply_id",), "assign": ("user_ids",), "tag": ("tags",)}
@@ -57,6 +69,7 @@ APPROVE_DECISION = {RequestType.REFUND_ONLY: Decision.APPROVE_REFUND,
 MAX_LIST = 50
 MAX_TAG = 40
 MAX_PREVIEW_DAYS = 365
+PREVIEW_DAYS = 30
 CURSOR = "_cursor"
 MARKER = "rule_applied"
 
@@ -108,6 +121,12 @@ def clean_conditions(conditions) -> dict[str, Any]:
                 bad[key] = [_("An object with an amount (0 or more) and a 3-letter currency.")]
             else:
                 clean[key] = {"amount": str(money[0]), "currency": money[1]}
+        elif key in BUYER_CONDITIONS:
+            flags = _strings(value)
+            if flags is None or not set(flags) <= set(BUYER_FLAGS):
+                bad[key] = [_("A list of buyer flags from: %(flags)s.") % {"flags": ", ".join(BUYER_FLAGS)}]
+            else:
+                clean[key] = list(dict.fromkeys(flags))
         elif key == "reason_key_contains":
             if not isinstance(value, str) or not value.strip() or len(value) > 160:
                 bad[key] = [_("1 to 160 characters.")]
@@ -117,6 +136,9 @@ def clean_conditions(conditions) -> dict[str, Any]:
             bad[key] = [_("A whole number of hours.")]
         else:
             clean[key] = value
+    both = set(clean.get("buyer_flags", ())) & set(clean.get("buyer_not_flags", ()))
+    if both:
+        bad["buyer_not_flags"] = [_("Also required in buyer_flags: %(flags)s.") % {"flags": ", ".join(sorted(both))}]
     if bad:
         raise AppError(errors.ERR_VALIDATION, fields=bad)
     return clean
@@ -133,13 +155,16 @@ def _member_actor(agency_id: int, user_id) -> Actor | None:
 
 
 def _eligible(agency_id: int, user_id, store: Store | None) -> bool:
-    """A member of the agency who may see the store (any store of theirs for an agency-wide rule)."""
+    """A member of the agency who may handle after-sales on the store (on some store for an agency-wide rule).
+
+    Handling, not just viewing: an assignee who cannot act would leave the request stuck, since rules
+    never touch an assigned request again."""
     actor = _member_actor(agency_id, user_id)
     if actor is None:
         return False
     if store is None:
-        return actor.is_owner or Store.objects.for_actor(actor).exists()
-    return has_store_perm(actor, store, StorePerm.VIEW)
+        return actor.is_owner or Store.objects.for_actor(actor, perm=StorePerm.HANDLE_AFTERSALES).exists()
+    return has_store_perm(actor, store, StorePerm.HANDLE_AFTERSALES)
 
 
 def clean_params(action: str, params, *, agency_id: int, store: Store | None) -> dict[str, Any]:
@@ -166,7 +191,7 @@ def clean_params(action: str, params, *, agency_id: int, store: Store | None) ->
         ids = params["user_ids"]
         if (not isinstance(ids, list) or not ids or len(ids) > MAX_LIST
                 or not all(_eligible(agency_id, u, store) for u in ids)):
-            bad["user_ids"] = [_("A list of members who may see the store.")]
+            bad["user_ids"] = [_("A list of members with after-sales handling on the store.")]
         else:
             clean["user_ids"] = list(dict.fromkeys(ids))
     if action == "tag" and "tags" in params:
@@ -292,9 +317,44 @@ def _requested_at(ticket: AfterSalesRequest) -> dt.datetime:
     return ticket.platform_created_at or ticket.created_at
 
 
+def _since(now: dt.datetime, days: int) -> Q:
+    return Q(requested_at__gte=now - dt.timedelta(days=days))
+
+
+def buyer_flags(ticket: AfterSalesRequest, *, now: dt.datetime | None = None) -> set[str]:
+    """The buyer's history flags across the request's agency: one grouped query, decided by aftersales.buyers.
+
+    Same figures as ``buyers.buyer_history`` for an owner (every store of the agency, no other tenant), with
+    rows grouped by currency only; the verdict is buyers' own function, so the two cannot drift apart."""
+    if not ticket.buyer_user_id:
+        return set()
+    now = now or timezone.now()
+    config = serial_returner_rules()
+    refunded = Q(refunded_amount__gt=0)
+    aggregates: dict[str, Any] = {}
+    for i, rule in enumerate(config):
+        window = _since(now, rule["days"])
+        if rule["metric"] == "requests":
+            aggregates[f"rule_{i}"] = Count("pk", filter=window)
+        elif rule["metric"] == "refunds":
+            aggregates[f"rule_{i}"] = Count("pk", filter=window & refunded)
+        else:
+            aggregates[f"rule_{i}"] = Sum("refunded_amount", filter=window & refunded)
+    if not aggregates:
+        return set()
+    rows = list(AfterSalesRequest.objects.for_agency(ticket.agency_id).filter(buyer_user_id=ticket.buyer_user_id)
+                .annotate(requested_at=Coalesce("platform_created_at", "created_at"))
+                .values("currency").annotate(**aggregates).order_by())
+    flagged, _text, _key = serial_returner_verdict(config, rows)
+    return {SERIAL_RETURNER} if flagged else set()
+
+
 def matches(conditions: dict, ticket: AfterSalesRequest, *, now: dt.datetime | None = None,
-            categories: set[str] | None = None) -> bool:
-    """Python evaluation on one request (``categories``: its line items' categories, when already loaded)."""
+            categories: set[str] | None = None,
+            flags: set[str] | Callable[[], set[str]] | None = None) -> bool:
+    """Python evaluation on one request (``categories``: its line items' categories, when already loaded;
+    ``flags``: its buyer's flags, or a function returning them — called only when a buyer condition is
+    reached, which is checked last; ``buyer_flags`` is called when neither is given)."""
     now = now or timezone.now()
     c = conditions
     if "type_in" in c and ticket.type not in c["type_in"]:
@@ -320,7 +380,42 @@ def matches(conditions: dict, ticket: AfterSalesRequest, *, now: dt.datetime | N
             categories = set(ticket.items.values_list("category", flat=True))
         if not categories & set(c["category_in"]):
             return False
+    if "buyer_flags" in c or "buyer_not_flags" in c:
+        held = flags() if callable(flags) else flags
+        if held is None:
+            held = buyer_flags(ticket, now=now)
+        if not set(c.get("buyer_flags", ())) <= held or set(c.get("buyer_not_flags", ())) & held:
+            return False
     return True
+
+
+def _serial_returner_q(now: dt.datetime) -> Q:
+    """The outer request's buyer is a serial returner: for each configured rule an EXISTS over the same
+    buyer's requests in the same agency, grouped, with the threshold as HAVING (per currency for amounts)."""
+    # Correlated to the outer request by agency and buyer: never another tenant's rows.
+    same_buyer = (AfterSalesRequest.objects.unscoped()
+                  .filter(agency_id=OuterRef("agency_id"), buyer_user_id=OuterRef("buyer_user_id"))
+                  .annotate(requested_at=Coalesce("platform_created_at", "created_at")))
+    q = Q(pk__in=[])
+    for rule in serial_returner_rules():
+        window = same_buyer.filter(_since(now, rule["days"]))
+        if rule["metric"] in ("requests", "refunds"):
+            if rule["metric"] == "refunds":
+                window = window.filter(refunded_amount__gt=0)
+            grouped = window.values("buyer_user_id").annotate(n=Count("pk")).filter(n__gte=rule["threshold"])
+        else:
+            limits = {currency: Decimal(str(limit)) for currency, limit in rule["threshold"].items()}
+            if not limits:
+                continue
+            limit = Case(*(When(currency=currency, then=Value(amount)) for currency, amount in limits.items()),
+                         output_field=DecimalField(**MONEY))
+            grouped = (window.filter(refunded_amount__gt=0, currency__in=list(limits))
+                       .values("currency").annotate(total=Sum("refunded_amount")).filter(total__gte=limit))
+        q |= Q(Exists(grouped))
+    return ~Q(buyer_user_id="") & q
+
+
+FLAG_Q = {SERIAL_RETURNER: _serial_returner_q}
 
 
 def conditions_q(conditions: dict, *, now: dt.datetime | None = None) -> Q:
@@ -344,24 +439,49 @@ def conditions_q(conditions: dict, *, now: dt.datetime | None = None) -> Q:
         q &= Q(requested_at__lte=now - dt.timedelta(hours=c["age_hours_gte"]))
     if "category_in" in c:
         q &= Q(Exists(LineItem.objects.filter(ticket_id=OuterRef("pk"), category__in=c["category_in"])))
+    for flag in c.get("buyer_flags", ()):
+        q &= FLAG_Q[flag](now)
+    for flag in c.get("buyer_not_flags", ()):
+        q &= ~FLAG_Q[flag](now)
     return q
 
 
-def preview_rule(actor: Actor, conditions, *, store=None, days: int = 30) -> dict[str, Any]:
-    """Dry run: how many of the actor's visible requests of the last ``days`` days would match (one query)."""
-    conditions = clean_conditions(conditions or {})
+def _clean_days(days) -> int:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_PREVIEW_DAYS:
         raise AppError(errors.ERR_VALIDATION,
                        fields={"days": [_("A whole number from 1 to %(n)s.") % {"n": MAX_PREVIEW_DAYS}]})
+    return days
+
+
+def _preview(qs: QuerySet, conditions: dict, days: int) -> dict[str, Any]:
     now = timezone.now()
-    qs = (AfterSalesRequest.objects.for_actor(actor)
-          .annotate(requested_at=Coalesce("platform_created_at", "created_at"))
-          .filter(created_at__gte=now - dt.timedelta(days=days)))
-    if store is not None:
-        qs = qs.filter(store=_visible_store(actor, store))
-    qs = qs.filter(conditions_q(conditions, now=now))
+    qs = (qs.annotate(requested_at=Coalesce("platform_created_at", "created_at"))
+          .filter(created_at__gte=now - dt.timedelta(days=days))
+          .filter(conditions_q(conditions, now=now)))
     return {"would_match": qs.count(),
             "sample": [str(p) for p in qs.order_by("-created_at", "-id").values_list("public_id", flat=True)[:10]]}
+
+
+def preview_rule(actor: Actor, conditions, *, store=None, days: int = PREVIEW_DAYS) -> dict[str, Any]:
+    """Dry run: how many of the actor's visible requests of the last ``days`` days would match (one query).
+
+    Buyer flags are judged on the buyer's history in the whole agency, as the rule itself would."""
+    conditions = clean_conditions(conditions or {})
+    days = _clean_days(days)
+    qs = AfterSalesRequest.objects.for_actor(actor)
+    if store is not None:
+        qs = qs.filter(store=_visible_store(actor, store))
+    return _preview(qs, conditions, days)
+
+
+def preview_saved_rule(rule: AutoRule, *, days: int = PREVIEW_DAYS) -> dict[str, Any]:
+    """System dry run of a stored rule (the back-office admin): its agency's requests, or its store's, over
+    the last ``days`` days, the rule alone (earlier rules that might have matched first are not considered)."""
+    conditions = clean_conditions(rule.conditions or {})
+    qs = AfterSalesRequest.objects.for_agency(rule.agency_id)
+    if rule.store_id is not None:
+        qs = qs.filter(store_id=rule.store_id)
+    return _preview(qs, conditions, _clean_days(days))
 
 
 # --- running (system code) -----------------------------------------------------------------------
@@ -393,7 +513,8 @@ def _assign(rule: AutoRule, ticket: AfterSalesRequest, performer: Performer) -> 
         if _eligible(ticket.agency_id, user_ids[index], ticket.store):
             break
     else:
-        raise AppError(errors.ERR_VALIDATION, fields={"user_ids": [_("No member here may see this store.")]})
+        raise AppError(errors.ERR_VALIDATION,
+                       fields={"user_ids": [_("No member of the list has after-sales handling on this store.")]})
     cursors[str(ticket.store_id)] = (index + 1) % len(user_ids)
     rule.params = {**rule.params, CURSOR: cursors}
     rule.save(update_fields=["params"])
@@ -445,8 +566,9 @@ def apply_rules(ticket_id: int) -> AutoRule | None:
             return None
         categories = set(ticket.items.values_list("category", flat=True))
         now = timezone.now()
+        flags = functools.cache(lambda: buyer_flags(ticket, now=now))  # one query, only if a rule asks
         rule = next((r for r in candidate_rules(ticket) if matches(r.conditions, ticket, now=now,
-                                                                    categories=categories)), None)
+                                                                    categories=categories, flags=flags)), None)
         if rule is None:
             return None
         performer = performer_for(rule)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from decimal import Decimal
 
 import pytest
@@ -416,3 +417,163 @@ def test_sla_records_are_listed_read_only(admin_client, tenants, model):
     add_tenant_rows(tenants[0])
     assert admin_client.get(reverse(f"admin:aftersales_{model}_changelist")).status_code == 200
     assert admin_client.get(reverse(f"admin:aftersales_{model}_add")).status_code == 403
+
+
+# --- auto-rules -----------------------------------------------------------------------------------
+RULES = "admin:aftersales_autorule_changelist"
+
+
+def rule_form(agency, *, store=None, name="Small refunds", action="tag", conditions='{}', params='{"tags": ["x"]}',
+              position=0, is_active=True) -> dict:
+    data = {"agency": agency.pk, "store": store.pk if store else "", "name": name, "position": position,
+            "action": action, "conditions": conditions, "params": params}
+    if is_active:
+        data["is_active"] = "on"
+    return data
+
+
+def test_auto_rule_changelist_columns_filters_and_constant_queries(admin_client, tenants):
+    from aftersales import rules
+
+    a, b = tenants
+    owner_a, owner_b = a.actor(a.owner), b.actor(b.owner)
+    wide = rules.create_rule(owner_a, name="Approve small", action="approve",
+                             conditions={"refund_total_lte": {"amount": "20", "currency": "USD"}})
+    per_store = rules.create_rule(owner_a, name="Tag serial", action="tag", params={"tags": ["serial"]},
+                                  conditions={"buyer_flags": ["serial_returner"]}, store=a.stores[1])
+    off = rules.create_rule(owner_b, name="Escalate", action="escalate", is_active=False)
+
+    def rows(**params) -> list:
+        response = admin_client.get(reverse(RULES), params)
+        assert response.status_code == 200
+        return list(response.context["cl"].result_list)
+
+    response = admin_client.get(reverse(RULES))
+    content = response.content.decode()
+    assert {r.pk for r in response.context["cl"].result_list} == {wide.pk, per_store.pk, off.pk}
+    for text in ("Approve small", "Tag serial", "Escalate", str(a.stores[1]), "serial_returner", "Alpha", "Bravo"):
+        assert escape(text) in content, text
+    assert rows(action__exact="escalate") == [off]
+    assert {r.pk for r in rows(is_active__exact="1")} == {wide.pk, per_store.pk}
+    assert rows(scope="store") == [per_store]
+    assert {r.pk for r in rows(scope="agency")} == {wide.pk, off.pk}
+    assert {r.pk for r in rows(agency__id__exact=a.agency.pk)} == {wide.pk, per_store.pk}
+    assert rows(store__id__exact=a.stores[1].pk) == [per_store]
+    assert rows(q="serial") == [per_store]
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_client.get(reverse(RULES)).status_code == 200
+        return len(ctx.captured_queries)
+
+    count()
+    small = count()
+    for i in range(12):
+        rules.create_rule(owner_b, name=f"r{i}", action="tag", params={"tags": ["t"]}, store=b.stores[i % 3])
+    assert count() == small
+
+
+def test_auto_rule_form_shows_the_services_coded_errors_on_the_field(admin_client, tenants):
+    from aftersales.models import AutoRule
+
+    a, b = tenants
+    add = reverse("admin:aftersales_autorule_add")
+
+    def errors_of(data) -> dict:
+        response = admin_client.post(add, data)
+        assert response.status_code == 200
+        return {k: [str(e) for e in v] for k, v in response.context["adminform"].form.errors.items()}
+
+    found = errors_of(rule_form(a.agency, conditions='{"type_in": ["nope"], "buyer_flags": ["vip"]}'))
+    assert set(found) == {"conditions"}
+    assert "[ERR_VALIDATION] type_in: Unknown request type." in found["conditions"]
+    assert any(e.startswith("[ERR_VALIDATION] buyer_flags: ") for e in found["conditions"])
+    viewer = f'{{"user_ids": [{a.viewer.pk}]}}'  # view only: cannot handle what it would be given
+    found = errors_of(rule_form(a.agency, store=a.stores[0], action="assign", params=viewer))
+    assert found == {"params": ["[ERR_VALIDATION] user_ids: A list of members with after-sales handling on the store."]}
+    found = errors_of(rule_form(a.agency, action="reply", params="{}"))
+    assert found == {"params": ["[ERR_VALIDATION] reply_id: Required."]}
+    found = errors_of(rule_form(a.agency, store=b.stores[0]))
+    assert set(found) == {"store"}
+    found = errors_of(rule_form(a.agency, conditions="not json"))
+    assert set(found) == {"conditions"}
+    assert not AutoRule.objects.for_agency(a.agency).exists()
+
+    conditions = {"market_in": [a.stores[0].market.code.lower()], "buyer_not_flags": [" serial_returner "]}
+    response = admin_client.post(add, rule_form(
+        a.agency, store=a.stores[0], action="assign", params=f'{{"user_ids": [{a.agent.pk}, {a.owner.pk}]}}',
+        conditions=json.dumps(conditions)))
+    assert response.status_code == 302
+    rule = AutoRule.objects.for_agency(a.agency).get()
+    assert (rule.store, rule.action, rule.params) == (a.stores[0], "assign", {"user_ids": [a.agent.pk, a.owner.pk]})
+    assert rule.conditions == {"market_in": [a.stores[0].market.code], "buyer_not_flags": ["serial_returner"]}
+
+    response = admin_client.post(add, rule_form(a.agency, conditions=""))  # empty: every request
+    assert response.status_code == 302
+    assert AutoRule.objects.for_agency(a.agency).get(store__isnull=True).conditions == {}
+
+
+def test_auto_rule_change_keeps_the_round_robin_unless_its_list_changes(admin_client, tenants):
+    from aftersales import rules
+    from aftersales.models import AutoRule
+
+    a, _b = tenants
+    rule = rules.create_rule(a.actor(a.owner), name="rr", action="assign",
+                             params={"user_ids": [a.owner.pk, a.agent.pk]})
+    rules.apply_rules(make(a.stores[0]).pk)
+    rule.refresh_from_db()
+    cursor = rule.params[rules.CURSOR]
+    assert cursor == {str(a.stores[0].pk): 1}
+    url = reverse("admin:aftersales_autorule_change", args=[rule.pk])
+    page = admin_client.get(url).content.decode()
+    assert "_cursor" not in page.split('name="params"')[1].split("</textarea>")[0]  # not an editable parameter
+
+    ids = f'{{"user_ids": [{a.owner.pk}, {a.agent.pk}]}}'
+    assert admin_client.post(url, rule_form(a.agency, name="renamed", action="assign", params=ids)).status_code == 302
+    rule = AutoRule.objects.for_agency(a.agency).get(pk=rule.pk)
+    assert rule.name == "renamed" and rule.params == {"user_ids": [a.owner.pk, a.agent.pk], rules.CURSOR: cursor}
+
+    ids = f'{{"user_ids": [{a.agent.pk}]}}'
+    assert admin_client.post(url, rule_form(a.agency, name="renamed", action="assign", params=ids)).status_code == 302
+    assert AutoRule.objects.for_agency(a.agency).get(pk=rule.pk).params == {"user_ids": [a.agent.pk]}
+
+
+def test_auto_rule_dry_run_on_the_page_and_as_an_action(admin_client, tenants):
+    from aftersales import rules
+    from aftersales.models import AutoRule
+
+    a, b = tenants
+    for i in range(3):
+        make(a.stores[0], buyer_user_id="again")
+        make(a.stores[1], buyer_user_id=f"once-{i}")
+    make(b.stores[0], buyer_user_id="again")
+    make(b.stores[0], buyer_user_id="again")
+    owner_a = a.actor(a.owner)
+    serial = rules.create_rule(owner_a, name="Serial", action="tag", params={"tags": ["s"]},
+                               conditions={"buyer_flags": ["serial_returner"]})
+    everyone = rules.create_rule(owner_a, name="All of store 2", action="escalate", store=a.stores[1])
+    broken = rules.create_rule(owner_a, name="Broken", action="escalate")
+    AutoRule.objects.for_agency(a.agency).filter(pk=broken.pk).update(conditions={"colour": "red"})
+
+    # 3 from buyer "again" in a (b's 2 do not count): not yet a serial returner (5 requests in 90 days).
+    assert rules.preview_saved_rule(serial)["would_match"] == 0
+    make(a.stores[2], buyer_user_id="again")
+    make(a.stores[2], buyer_user_id="again")
+    assert rules.preview_saved_rule(serial)["would_match"] == 5
+
+    page = admin_client.get(reverse("admin:aftersales_autorule_change", args=[serial.pk])).content.decode()
+    assert "Would have matched 5 requests in the last 30 days." in page
+    page = admin_client.get(reverse("admin:aftersales_autorule_change", args=[everyone.pk])).content.decode()
+    assert "Would have matched 3 requests in the last 30 days." in page
+    page = admin_client.get(reverse("admin:aftersales_autorule_change", args=[broken.pk])).content.decode()
+    assert "[ERR_VALIDATION] colour: Unknown condition." in page
+    add = admin_client.get(reverse("admin:aftersales_autorule_add")).content.decode()
+    assert "Save the rule to see how many requests it would have matched." in add
+
+    response = admin_client.post(reverse(RULES), {"action": "dry_run_selected",
+                                                  "_selected_action": [serial.pk, everyone.pk, broken.pk]})
+    assert response.status_code == 302
+    shown = {(m.level, str(m)) for m in get_messages(response.wsgi_request)}
+    assert (20, "Serial: Would have matched 5 requests in the last 30 days.") in shown
+    assert (20, "All of store 2: Would have matched 3 requests in the last 30 days.") in shown
+    assert (40, "Broken: [ERR_VALIDATION] colour: Unknown condition.") in shown
