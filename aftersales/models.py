@@ -32,8 +32,10 @@ class AfterSalesRequest(models.Model):
     """One buyer request as the platform sent it, plus our normalised state for queues."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
-    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="aftersales_requests")
+    # No single-column indexes on agency and store: the composite indexes below lead with them (every
+    # extra index is one more write on each SLA or state update of a row).
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+", db_index=False)
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="aftersales_requests", db_index=False)
     type = models.CharField(_("type"), max_length=24, choices=RequestType.choices)
     state = models.CharField(_("state"), max_length=24, choices=State.choices, default=State.PENDING_REVIEW)
     state_changed_at = models.DateTimeField(_("state changed at"))
@@ -43,7 +45,7 @@ class AfterSalesRequest(models.Model):
 
     # --- as the platform sends it ---
     return_id = models.CharField(_("return id"), max_length=64)
-    order_id = models.CharField(_("order id"), max_length=64, db_index=True)
+    order_id = models.CharField(_("order id"), max_length=64)
     platform_status = models.CharField(_("platform status"), max_length=64, blank=True)
     platform_status_unknown = models.BooleanField(_("unknown platform status"), default=False)
     platform_return_type = models.CharField(_("platform return type"), max_length=32, blank=True)
@@ -51,7 +53,7 @@ class AfterSalesRequest(models.Model):
     initiator_role = models.CharField(_("initiated by"), max_length=16, default="BUYER")
     reason_key = models.CharField(_("reason key"), max_length=160, blank=True)
     reason_text = models.CharField(_("reason"), max_length=500, blank=True)
-    buyer_user_id = models.CharField(_("buyer id"), max_length=64, db_index=True)
+    buyer_user_id = models.CharField(_("buyer id"), max_length=64)  # looked up per agency: request_buyer_history
     buyer_name = models.CharField(_("buyer"), max_length=200, blank=True)
     currency = models.CharField(_("currency"), max_length=3)
     refund_total = models.DecimalField(_("refund total"), **MONEY, default=Decimal("0"))
@@ -101,6 +103,8 @@ class AfterSalesRequest(models.Model):
         indexes = [
             models.Index(fields=["agency", "state", "store"], name="request_agency_state"),
             models.Index(fields=["agency", "buyer_user_id", "created_at"], name="request_buyer_history"),
+            # Plain btree (no varchar_pattern_ops twin): order ids are matched exactly.
+            models.Index(fields=["order_id"], name="request_order"),
             # Only watched requests (open, a deadline left) are in these: an idle sweep is one small probe.
             models.Index(fields=["due_at"], name="request_sla_due", condition=models.Q(due_at__isnull=False)),
             models.Index(fields=["sla_check_at"], name="request_sla_check",
@@ -148,7 +152,8 @@ class ActorKind(models.TextChoices):
 class OperationLog(models.Model):
     """操作日志: append-only. Written only by aftersales.oplog; the database refuses UPDATE/DELETE."""
 
-    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.PROTECT, related_name="logs")
+    ticket = models.ForeignKey(AfterSalesRequest, on_delete=models.PROTECT, related_name="logs",
+                               db_index=False)  # oplog_ticket_timeline leads with it
     agency_id = models.BigIntegerField(db_index=True)
     store_id = models.BigIntegerField()
     order_id = models.CharField(max_length=64)
@@ -160,7 +165,7 @@ class OperationLog(models.Model):
     action = models.CharField(_("action"), max_length=48)
     state_before = models.CharField(_("state before"), max_length=24, blank=True)
     state_after = models.CharField(_("state after"), max_length=24, blank=True)
-    error_code = models.CharField(_("error code"), max_length=40, blank=True, db_index=True)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
     message = models.TextField(_("message"), blank=True)
     payload = models.JSONField(_("details"), default=dict, blank=True)
     request_id = models.CharField(_("request id"), max_length=80, blank=True)
@@ -169,7 +174,8 @@ class OperationLog(models.Model):
         ordering = ["id"]
         verbose_name = _("operation log entry")
         verbose_name_plural = _("operation log")
-        indexes = [models.Index(fields=["ticket", "id"], name="oplog_ticket_timeline")]
+        indexes = [models.Index(fields=["ticket", "id"], name="oplog_ticket_timeline"),
+                   models.Index(fields=["error_code"], name="oplog_error_code")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} {self.error_code}".strip()
@@ -305,6 +311,8 @@ class Alert(models.Model):
     read_at = models.DateTimeField(_("read at"), null=True, blank=True)
     # Set when the cause went away (e.g. the first carrier scan arrived): no longer shown as open.
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    # Set when the e-mail notification went out (aftersales.notifications); stamped once.
+    notified_at = models.DateTimeField(_("notified at"), null=True, blank=True)
 
     objects = TenantManager()
     tenant_scope = TenantScope(agency="agency", store="ticket__store")

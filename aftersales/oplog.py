@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from aftersales.models import ActorKind, AfterSalesRequest, OperationLog
 from config.middleware import current_request_id
+from stores.bulk import insert_rows
 from stores.scoping import Actor
 
 
@@ -38,24 +39,27 @@ SYSTEM = Performer(ActorKind.SYSTEM, "system")
 
 
 def _row(ticket: AfterSalesRequest, *, performer: Performer, action: str, before: str, after: str,
-         error_code: str = "", message: str = "", payload: dict[str, Any] | None = None) -> OperationLog:
-    return OperationLog(
-        ticket_id=ticket.pk, agency_id=ticket.agency_id, store_id=ticket.store_id, order_id=ticket.order_id,
-        created_at=timezone.now(), actor_kind=performer.kind, actor_user_id=performer.user_id,
-        actor_label=performer.label[:150], action=action, state_before=before, state_after=after,
-        error_code=error_code, message=message, payload=payload or {}, request_id=current_request_id() or "",
-    )
+         error_code: str = "", message: str = "", payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket.pk, "agency_id": ticket.agency_id, "store_id": ticket.store_id,
+        "order_id": ticket.order_id, "created_at": timezone.now(), "actor_kind": performer.kind,
+        "actor_user_id": performer.user_id, "actor_label": performer.label[:150], "action": action,
+        "state_before": before, "state_after": after, "error_code": error_code, "message": message,
+        "payload": payload or {}, "request_id": current_request_id() or "",
+    }
 
 
 def record(ticket: AfterSalesRequest, **fields) -> OperationLog:
     """Append a row inside the caller's transaction (the change and its log commit together)."""
-    row = _row(ticket, **fields)
+    row = OperationLog(**_row(ticket, **fields))
     row.save(force_insert=True)
     return row
 
 
-def record_many(rows: list[tuple[AfterSalesRequest, dict]]) -> list[OperationLog]:
-    return OperationLog.objects.bulk_create([_row(ticket, **fields) for ticket, fields in rows])
+def record_many(rows: list[tuple[AfterSalesRequest, dict]]) -> int:
+    """Append many rows in one statement (see stores.bulk); returns how many."""
+    insert_rows(OperationLog, [_row(ticket, **fields) for ticket, fields in rows])
+    return len(rows)
 
 
 def record_failure(ticket_pk: int, *, performer: Performer, action: str, error_code: str, message: str,

@@ -26,3 +26,14 @@ def apply_rules_task(ticket_id: int) -> str | None:
 
     rule = rules.apply_rules(ticket_id)
     return None if rule is None else str(rule.public_id)
+
+
+@shared_task(name="aftersales.notify_alerts", acks_late=True, soft_time_limit=50, time_limit=60,
+             autoretry_for=(OperationalError, InterfaceError, OSError), retry_backoff=5, retry_backoff_max=600,
+             retry_jitter=True, max_retries=8, ignore_result=True)
+def notify_alerts(alert_ids: list[int]) -> int:
+    """After a commit that raised alerts: e-mail them (idempotent: each alert is stamped once; SMTP errors,
+    which are OSErrors, retry with backoff)."""
+    from aftersales import notifications
+
+    return notifications.deliver(alert_ids)

@@ -174,6 +174,22 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- e-mail (alert notifications, aftersales.notifications) --------------------------------------
+# With EMAIL_HOST set, mail goes out over SMTP; without it (a local run) each message is written as a
+# file under var/mail/, so nothing leaves the machine and the messages can still be read.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = 20
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = BASE_DIR / "var" / "mail"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "after-sales-tower@localhost")
+
 # --- Celery --------------------------------------------------------------------------------
 # With no broker configured, kombu's SQLAlchemy transport on the same Postgres is the broker:
 # the embedded default needs no Redis. CI and production name Redis explicitly.

@@ -13,3 +13,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 import tempfile  # noqa: E402
 
 MEDIA_ROOT = tempfile.mkdtemp(prefix="tower-test-media-")
+
+# Mail stays in memory (django.core.mail.outbox), also in a worker started inside a test.
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
