@@ -129,12 +129,23 @@ def cmd_run(args: list[str]) -> int:
     return rc
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "manage"}:
-        print("usage: ./dev run | ./dev test [pytest args] | ./dev manage <args>", file=sys.stderr)
+def cmd_bench(args: list[str]) -> int:
+    """Run bench/<name>.py with the same environment (it makes and drops its own <database>_bench)."""
+    names = sorted(p.stem for p in (ROOT / "bench").glob("*.py") if p.stem not in {"__init__", "harness"})
+    if not args or args[0] not in names:
+        print(f"usage: ./dev bench <{'|'.join(names)}> [options]", file=sys.stderr)
         return 2
-    command, rest = argv[0], argv[1:]
-    return {"run": cmd_run, "test": cmd_test, "manage": cmd_manage}[command](rest)
+    env = prepare()
+    return subprocess.call([PY, str(ROOT / "bench" / f"{args[0]}.py"), *args[1:]], cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    commands = {"run": cmd_run, "test": cmd_test, "manage": cmd_manage, "bench": cmd_bench}
+    if not argv or argv[0] not in commands:
+        print("usage: ./dev run | ./dev test [pytest args] | ./dev manage <args> | ./dev bench <name> [options]",
+              file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
