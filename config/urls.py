@@ -7,6 +7,8 @@ from config import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("stores.api.urls")),
+    path("api/v1/", include("aftersales.api.urls")),
+    path("api/v1/", include("logistics.api.ticket_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -1,0 +1,295 @@
+"""After-sales endpoints: thin adapters — parse, one service or selector call, render.
+
+Every read starts from the scoping gate (a foreign or ungranted ticket is the same 404); every change goes
+through the service that owns it (``aftersales.services`` and friends), which locks the ticket, checks the
+caller's store permission (403 ``ERR_PERM_…``) and the state table (409 ``ERR_STATE_…``) and writes the
+operation-log row. Refusals are rendered by ``config.api.exception_handler`` in the one envelope.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, generics, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from aftersales import evidence as evidence_service
+from aftersales import replies, selectors, services
+from aftersales.api import serializers as s
+from aftersales.api.filters import ORDERINGS, TicketFilter
+from aftersales.api.pagination import INVALID_CURSOR, KeysetPagination, Ordering
+from aftersales.api.selectors import default_approval, ticket_for_actor, ticket_queue, ticket_ref
+from aftersales.models import OperationLog
+from aftersales.oplog import Performer
+from config.api import CursorPagination
+from stores.api.base import TenantAPIView, get_actor
+from stores.errors import CATALOGUE
+
+TAG = "aftersales"
+
+
+# --- schema helpers ----------------------------------------------------------------------------------
+def errors_doc(*codes: str) -> str:
+    """The error codes an endpoint can answer with, from the catalogue (so the docs cannot drift)."""
+    lines = []
+    for code in codes:
+        entry = CATALOGUE[code]
+        lines.append(f"- `{code}` ({entry.status}): {entry.localised('en')['message']}")
+    return "\n\nErrors (envelope `{\"error\": {code, message, hint, fields, request_id}}`):\n" + "\n".join(lines)
+
+
+def error_responses(*codes: str) -> dict:
+    """The envelope as the response of each status those codes use, the codes named in its description."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(CATALOGUE[code].status, []).append(code)
+    return {status_code: OpenApiResponse(s.ErrorEnvelopeSerializer, description=", ".join(names))
+            for status_code, names in by_status.items()}
+
+
+AUTH = ("ERR_AUTH_001", "ERR_AUTH_002", "ERR_AUTH_004")
+WRITE_AUTH = (*AUTH, "ERR_AUTH_005")
+
+
+def action_schema(summary: str, description: str, request, response, codes: tuple[str, ...], *,
+                  ok: int = 200):
+    codes = (*WRITE_AUTH, "ERR_NOT_FOUND", *codes)
+    return extend_schema(tags=[TAG], summary=summary, description=description + errors_doc(*codes),
+                         request=request, responses={ok: response, **error_responses(*codes)})
+
+
+# --- rendering -----------------------------------------------------------------------------------------
+def render_ticket(request, ticket_id) -> dict:
+    """The ticket as its detail shows it, for this caller (allowed_actions depend on state × role)."""
+    actor = get_actor(request)
+    ticket = ticket_for_actor(actor, ticket_id)
+    context = {
+        "request": request,
+        "now": timezone.now(),
+        "fees": selectors.fees(ticket),
+        "evidence": list(evidence_service.evidence_for_actor(actor, ticket)),
+        "reject_reasons": services.reject_reasons(ticket),
+        "allowed_actions": selectors.allowed_actions(actor, ticket),
+    }
+    return s.TicketDetailSerializer(ticket, context=context).data
+
+
+def parse(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def performer(request) -> Performer:
+    return Performer.of(get_actor(request))
+
+
+# --- the queue -----------------------------------------------------------------------------------------
+class TicketPagination(KeysetPagination):
+    orderings = {name: Ordering(name.lstrip("-"), descending=name.startswith("-")) for name in ORDERINGS}
+    default_ordering = "due_at"
+
+
+@extend_schema_view(get=extend_schema(
+    tags=[TAG], summary="List after-sales requests",
+    description=("Requests the caller may see (their agency; sub-accounts: the stores they are granted), "
+                 "soonest deadline first. Filters combine with AND. Cursor-paginated: follow `next`; "
+                 "`page_size` up to 200." + errors_doc(*AUTH, "ERR_VALIDATION")),
+    responses={200: s.TicketListSerializer(many=True), **error_responses(*AUTH, "ERR_VALIDATION")},
+))
+class TicketListView(TenantAPIView, generics.ListAPIView):
+    serializer_class = s.TicketListSerializer
+    filterset_class = TicketFilter
+    pagination_class = TicketPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
+            return ticket_queue(None)
+        return ticket_queue(get_actor(self.request))
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+
+class TicketDetailView(TenantAPIView):
+    @extend_schema(
+        tags=[TAG], summary="One after-sales request",
+        description=("Items, amounts, fees, deadlines, evidence, the return shipment and `allowed_actions`: the "
+                     "actions this caller may take now (state × role)." + errors_doc(*AUTH, "ERR_NOT_FOUND")),
+        responses={200: s.TicketDetailSerializer, **error_responses(*AUTH, "ERR_NOT_FOUND")},
+    )
+    def get(self, request, ticket_id):
+        return Response(render_ticket(request, ticket_id))
+
+
+class LogPagination(CursorPagination):
+    ordering = "id"
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:  # a bad cursor is the client's input, as on the list: 400, not 404
+            raise exceptions.ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
+
+
+@extend_schema_view(get=extend_schema(
+    tags=[TAG], summary="Operation log of a request",
+    description=("Every action on the request, refusals included (with their error code), oldest first. "
+                 "Cursor-paginated." + errors_doc(*AUTH, "ERR_NOT_FOUND")),
+    responses={200: s.LogEntrySerializer(many=True), **error_responses(*AUTH, "ERR_NOT_FOUND")},
+))
+class TicketLogView(TenantAPIView, generics.ListAPIView):
+    serializer_class = s.LogEntrySerializer
+    pagination_class = LogPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return OperationLog.objects.none()
+        # The log is not a tenant model of its own: it is scoped through its ticket (404 when not visible).
+        return selectors.timeline(ticket_ref(get_actor(self.request), self.kwargs["ticket_id"]))
+
+
+# --- actions -------------------------------------------------------------------------------------------
+STATE = ("ERR_STATE_001", "ERR_STATE_002")
+
+
+class TicketActionView(TenantAPIView):
+    """A state change: the service call, then the ticket as it is now (with its new allowed_actions)."""
+
+    input_serializer: type = s.CommentInputSerializer
+
+    def post(self, request, ticket_id):
+        self.act(performer(request), str(ticket_id), parse(self.input_serializer, request))
+        return Response(render_ticket(request, ticket_id))
+
+    def act(self, who: Performer, ticket_id: str, data: dict) -> None:
+        raise NotImplementedError
+
+
+@extend_schema_view(post=action_schema(
+    "Approve", "同意: approve the request. `decision` picks among the approvals `allowed_actions` lists "
+               "(`approve:<DECISION>`); without it the plain approval for the request's type and state is used. "
+               "`OFFER_PARTIAL_REFUND` needs `partial_refund`.",
+    s.ApproveInputSerializer, s.TicketDetailSerializer,
+    ("ERR_VALIDATION", "ERR_PERM_001", *STATE, "ERR_REFUND_001", "ERR_REFUND_002")))
+class ApproveView(TicketActionView):
+    input_serializer = s.ApproveInputSerializer
+
+    def act(self, who, ticket_id, data):
+        decision = data.get("decision") or default_approval(ticket_ref(who.actor, ticket_id))
+        amount, currency = data.get("partial_refund") or (None, None)
+        services.approve(who, ticket_id, decision, partial_refund=amount, currency=currency,
+                         buyer_keep_item=data["buyer_keep_item"])
+
+
+@extend_schema_view(post=action_schema(
+    "Reject", "拒绝: reject with one of the request's `reject_reasons` (by name) and an optional comment and "
+              "seller evidence ids.",
+    s.RejectInputSerializer, s.TicketDetailSerializer,
+    ("ERR_VALIDATION", "ERR_REVIEW_001", "ERR_PERM_001", *STATE)))
+class RejectView(TicketActionView):
+    input_serializer = s.RejectInputSerializer
+
+    def act(self, who, ticket_id, data):
+        services.reject(who, ticket_id, reason=data["reason"], comment=data["comment"], images=data["images"],
+                        decision=data.get("decision"))
+
+
+@extend_schema_view(post=action_schema(
+    "Refund", "退款: refund an approved request. Without `amount` everything still refundable is refunded; "
+              "less is a partial refund. Needs the refund permission as well as after-sales handling.",
+    s.RefundInputSerializer, s.TicketDetailSerializer,
+    ("ERR_VALIDATION", "ERR_REFUND_001", "ERR_REFUND_002", "ERR_PERM_001", "ERR_PERM_002", *STATE)))
+class RefundView(TicketActionView):
+    input_serializer = s.RefundInputSerializer
+
+    def act(self, who, ticket_id, data):
+        amount, currency = data.get("amount") or (None, None)
+        services.refund(who, ticket_id, amount=amount, currency=currency)
+
+
+@extend_schema_view(post=action_schema(
+    "Request evidence", "要求补充凭证: ask the buyer for more evidence; the request waits for the buyer.",
+    s.MessageInputSerializer, s.TicketDetailSerializer, ("ERR_VALIDATION", "ERR_PERM_001", *STATE)))
+class RequestEvidenceView(TicketActionView):
+    input_serializer = s.MessageInputSerializer
+
+    def act(self, who, ticket_id, data):
+        services.request_evidence(who, ticket_id, message=data["message"])
+
+
+@extend_schema_view(post=action_schema(
+    "Close", "关闭: close a request that waits for the buyer, was rejected or whose replacement has shipped.",
+    s.CommentInputSerializer, s.TicketDetailSerializer, ("ERR_VALIDATION", "ERR_PERM_001", *STATE)))
+class CloseView(TicketActionView):
+    input_serializer = s.CommentInputSerializer
+
+    def act(self, who, ticket_id, data):
+        services.close(who, ticket_id, comment=data["comment"])
+
+
+@extend_schema_view(post=action_schema(
+    "Ship the replacement", "换货发货: an approved exchange's replacement parcel was sent (carrier and number).",
+    s.ShipReplacementInputSerializer, s.TicketDetailSerializer,
+    ("ERR_VALIDATION", "ERR_LOG_204", "ERR_PERM_001", *STATE)))
+class ShipReplacementView(TicketActionView):
+    input_serializer = s.ShipReplacementInputSerializer
+
+    def act(self, who, ticket_id, data):
+        services.ship_replacement(who, ticket_id, carrier=data["carrier"], tracking_number=data["tracking_number"])
+
+
+EVIDENCE_CODES = ("ERR_VALIDATION", "ERR_UNSUPPORTED_MEDIA_TYPE", "ERR_EVID_001", "ERR_EVID_002", "ERR_EVID_003",
+                  "ERR_EVID_004", "ERR_PERM_001")
+
+
+class EvidenceUploadView(TenantAPIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @action_schema("Upload evidence", "上传凭证: one image (multipart/form-data, field `file`) attached to the "
+                                      "request as seller evidence. The type is read from the bytes.",
+                   s.EvidenceInputSerializer, s.EvidenceSerializer, EVIDENCE_CODES, ok=201)
+    def post(self, request, ticket_id):
+        data = parse(s.EvidenceInputSerializer, request)
+        item = evidence_service.upload_evidence(performer(request), str(ticket_id), data["file"], note=data["note"])
+        return Response(s.EvidenceSerializer(item, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class ReplyView(TenantAPIView):
+    @action_schema("Reply to the buyer", "回复买家: a quick reply (`reply_id`, rendered for this request) or free "
+                                         "`text`. The platform's sensitive-word check runs first: a hit is refused "
+                                         "with ERR_REPLY_001 and the words in `error.fields.text`.",
+                   s.ReplyInputSerializer, s.ReplyResultSerializer,
+                   ("ERR_VALIDATION", "ERR_REPLY_001", "ERR_REPLY_002", "ERR_PERM_001"))
+    def post(self, request, ticket_id):
+        data = parse(s.ReplyInputSerializer, request)
+        text = replies.send_reply(performer(request), str(ticket_id), reply_id=data.get("reply_id"),
+                                  text=data.get("text"))
+        return Response(s.ReplyResultSerializer({"text": text, "sensitive_words": []}).data)
+
+
+# --- batch review --------------------------------------------------------------------------------------
+class BulkView(TenantAPIView):
+    @extend_schema(
+        tags=[TAG], summary="Batch review (批量审核)",
+        description=("Approve, reject, request evidence or close many requests, across stores. Each id is its own "
+                     "transaction with its own result: partial failures never roll back the others. A request the "
+                     "caller may not see fails with ERR_NOT_FOUND like a missing one."
+                     + errors_doc(*WRITE_AUTH, "ERR_VALIDATION", "ERR_BULK_001", "ERR_BULK_002")
+                     + "\n\nPer-item errors: any code of the single action (ERR_NOT_FOUND, ERR_PERM_001, "
+                       "ERR_STATE_001, ERR_STATE_002, ERR_REVIEW_001, ERR_REFUND_00x, ERR_VALIDATION)."),
+        request=s.BulkInputSerializer,
+        responses={200: s.BulkResultSerializer,
+                   **error_responses(*WRITE_AUTH, "ERR_VALIDATION", "ERR_BULK_001", "ERR_BULK_002")},
+    )
+    def post(self, request):
+        serializer = s.BulkInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.params()
+        action, ids = data.pop("action"), data.pop("ids")
+        results = services.bulk(performer(request), action, ids, data)
+        ok = sum(1 for r in results if r["ok"])
+        return Response(s.BulkResultSerializer({"results": results, "succeeded": ok,
+                                                "failed": len(results) - ok}).data)
