@@ -385,3 +385,7 @@ ERR_HOOK_002 = define(
     "ERR_HOOK_002", 400, _("The webhook body could not be read."),
     _("The sender must post the JSON body documented for its webhooks."),
 )
+
+# --- idempotency keys ------------------------------------------------------------------------
+
+# --- exports, imports, background jobs -------------------------------------------------------

@@ -1,0 +1,3 @@
+"""ERP exchange: CSV export, return-reason imports, background jobs."""
+
+urlpatterns: list = []

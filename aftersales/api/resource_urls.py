@@ -1,0 +1,3 @@
+"""Quick replies, buyer history and the analytics summary."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Carriers, return shipments and tracking events, return addresses, drop-off points."""
+
+urlpatterns: list = []
