@@ -53,7 +53,9 @@ def seed_agency(slug: str) -> DemoLogins:
         ))
 
     def user(role: str) -> object:
-        account, created = User.objects.get_or_create(username=f"{slug}-{role}")
+        # An address on the reserved example.com domain, so alert e-mails show (in var/mail/ locally).
+        account, created = User.objects.get_or_create(username=f"{slug}-{role}",
+                                                      defaults={"email": f"{slug}-{role}@example.com"})
         if created or not account.has_usable_password():
             account.set_password(DEMO_PASSWORD)
             account.save(update_fields=["password"])

@@ -25,6 +25,9 @@ def test_seed_demo_is_idempotent_and_per_slug(db, capsys):
         assert stores.count() == 12
         assert set(stores.values_list("market__code", flat=True)) == set(Market.objects.values_list("code", flat=True))
         assert Membership.objects.for_agency(agency).count() == 3
+        # Every demo login has an address, so alert digests show up (var/mail/ locally).
+        assert all(m.user.email == f"{m.user.username}@example.com"
+                   for m in Membership.objects.for_agency(agency).select_related("user"))
     agent = services.actor_for_user(Membership.objects.get(user__username="demo-agent").user)
     viewer = services.actor_for_user(Membership.objects.get(user__username="demo-viewer").user)
     assert Store.objects.for_actor(agent).count() == 4
