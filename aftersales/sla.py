@@ -26,6 +26,7 @@ from decimal import Decimal
 from functools import cache as memo
 from zoneinfo import ZoneInfo
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone, translation
@@ -197,6 +198,8 @@ def sweep(batch: int = 500) -> int:
             try:
                 with transaction.atomic():
                     apply(claimed, now, cache)
+            except SoftTimeLimitExceeded:  # the task's time is up: roll this batch back, the next sweep goes on
+                raise
             except Exception:
                 log.warning("SLA sweep: a batch of %d failed; redoing it one request at a time", len(claimed),
                             exc_info=True)
@@ -204,6 +207,8 @@ def sweep(batch: int = 500) -> int:
                     try:
                         with transaction.atomic():
                             apply([_reloaded(ticket)], now, cache)
+                    except SoftTimeLimitExceeded:
+                        raise
                     except Exception:  # one bad request must not stop the others; it stays due
                         log.exception("SLA sweep: request %s (return %s) failed; retried on the next sweep",
                                       ticket.public_id, ticket.return_id)

@@ -499,6 +499,31 @@ def test_a_sweep_that_dies_halfway_loses_and_duplicates_nothing(tenants, monkeyp
     assert store.service_score == Decimal("3.00")
 
 
+def test_a_sweep_out_of_time_stops_and_leaves_the_batch_for_the_next(tenants, monkeypatch):
+    """SoftTimeLimitExceeded is an Exception: it must end the sweep, not be redone request by request."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    a, _b = tenants
+    tickets = [age(ticket_in(store_in(a, "UK")), 25) for _ in range(4)]
+    calls = []
+    real = sla.apply
+
+    def slow(batch, *args, **kwargs):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise SoftTimeLimitExceeded
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(sla, "apply", slow)
+    with pytest.raises(SoftTimeLimitExceeded):
+        sla.sweep(batch=2)
+    assert calls == [2, 2]  # no one-by-one retry after the time ran out
+    assert SlaBreach.objects.count() == 2  # the first batch committed, the second rolled back
+    monkeypatch.setattr(sla, "apply", real)
+    assert sla.sweep() == 2
+    assert [SlaBreach.objects.filter(ticket=t).count() for t in tickets] == [1] * 4
+
+
 def test_a_breach_is_unique_per_request_and_kind(tenants):
     a, _b = tenants
     ticket = age(ticket_in(store_in(a, "UK")), 25)
