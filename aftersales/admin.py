@@ -31,6 +31,7 @@ from aftersales.models import (
     AutoRule,
     Compensation,
     Evidence,
+    Job,
     LineItem,
     OperationLog,
     QuickReply,
@@ -525,6 +526,17 @@ class ServiceScoreEntryAdmin(SlaRecordAdmin):
     list_display = ["created_at", "store", "delta", "score_after", "breach"]
     list_filter = ["store__market"]
     list_select_related = ["store__market", "breach"]
+
+
+@admin.register(Job)
+class JobAdmin(SlaRecordAdmin):
+    """Background jobs of every agency (exports, imports, batch actions): status, progress, error code."""
+
+    list_display = ["created_at", "agency", "kind", "status", "done", "total", "error_code", "created_by",
+                    "finished_at"]
+    list_filter = ["kind", "status", "agency"]
+    search_fields = ["public_id", "created_by__username"]
+    list_select_related = ["agency", "created_by"]
 
 
 # --- auto-rules: validated by aftersales.rules, dry run by its preview --------------------------------

@@ -440,3 +440,64 @@ class AutoRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+
+
+class Job(models.Model):
+    """A background job (exports, reason imports, batch actions) a member started; its progress and result.
+
+    Scoped to the agency; owners see every job of their agency, sub-accounts only their own
+    (``aftersales.jobs.jobs_for_actor``). Run by the ``aftersales.run_job`` task (``aftersales.jobs.run``).
+    """
+
+    class Kind(models.TextChoices):
+        BULK_ACTION = "bulk_action", _("Batch action")
+        IMPORT_REASONS = "import_reasons", _("Return reason import")
+        EXPORT = "export", _("CSV export")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+", db_index=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", verbose_name=_("started by"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(_("input"), default=dict, blank=True)
+    total = models.PositiveIntegerField(_("total"), default=0)
+    done = models.PositiveIntegerField(_("done"), default=0)
+    result_file = models.FileField(_("result file"), upload_to="jobs/%Y/%m/", blank=True, max_length=200)
+    report = models.JSONField(_("report"), default=dict, blank=True)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
+    # The run that holds the job (a token per claim) and when it last reported: a redelivered task takes over
+    # only once the holder has been silent for the lease (aftersales.jobs.LEASE_SECONDS).
+    runner = models.CharField(max_length=36, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("background job")
+        verbose_name_plural = _("background jobs")
+        indexes = [models.Index(fields=["agency", "created_at"], name="job_agency_recent"),
+                   models.Index(fields=["agency", "created_by", "created_at"], name="job_creator_recent"),
+                   # Only unfinished jobs: the stale-job sweep reads these.
+                   models.Index(fields=["updated_at"], name="job_unfinished",
+                                condition=models.Q(status__in=["queued", "running"]))]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.get_status_display()}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

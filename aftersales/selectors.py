@@ -8,8 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import QuerySet
 
 from aftersales.models import AfterSalesRequest, Evidence, OperationLog
-from aftersales.services import ACTION_PERMS
-from aftersales.states import ACTIONS, targets
+from aftersales.services import ACTION_PERMS, ESCALATE_PERMS
+from aftersales.states import ACTIONS, OPEN_STATES, targets
 from stores.models import MarketPolicy
 from stores.scoping import Actor
 from stores.services import store_perms
@@ -40,6 +40,8 @@ def allowed_actions(actor: Actor, ticket: AfterSalesRequest, perms: set[str] | N
         needed = ACTION_PERMS[action.split(":")[0]]
         if all(p in perms for p in needed):
             result.append(action)
+    if ticket.state in OPEN_STATES and all(p in perms for p in ESCALATE_PERMS):
+        result.append("escalate")  # no state change: offered on every open request (services.escalate)
     return result
 
 

@@ -627,3 +627,46 @@ def bulk(performer: Performer, action: str, ids: list, params: dict[str, Any]) -
             results.append({"id": ticket_id, "ok": False,
                             "error": {"code": exc.code, "message": exc.detail or str(exc.error.message)}})
     return results
+
+
+# --- escalation by a person -------------------------------------------------------------------------
+# Escalating needs what every other seller action needs; offered by selectors.allowed_actions on open requests.
+ESCALATE_PERMS: tuple[str, ...] = (StorePerm.HANDLE_AFTERSALES,)
+
+
+def escalate(performer: Performer, ticket_id, note: str = "") -> AfterSalesRequest:
+    """升级: flag the request for a senior's review, as the auto-rules' escalate action does — the "review_failed"
+    alert with key "escalated" (reopened if it was resolved) and an ``escalate`` log row; the state stays.
+
+    Like ``perform``: the row locked, the store permission checked, a refusal logged with its code after the
+    rollback. Only open requests can be escalated (ERR_STATE_001 otherwise). A person's escalation is a human
+    response: the first one stamps ``first_human_response_at`` (sla.note_action), as any successful action does.
+    """
+    from django.utils.translation import gettext
+
+    from aftersales.states import OPEN_STATES
+
+    note = (note or "").strip()[:MAX_COMMENT]
+    payload = {"note": note}
+    locked_pk: int | None = None
+    try:
+        with transaction.atomic():
+            ticket = lock_ticket(performer, ticket_id)
+            locked_pk = ticket.pk
+            if performer.actor is not None:
+                for perm in ESCALATE_PERMS:
+                    require_store_perm(performer.actor, ticket.store, perm)
+            if ticket.state not in OPEN_STATES:
+                raise AppError(errors.ERR_STATE_001, data={"action": "escalate", "state": ticket.state})
+            sla.note_action(ticket, performer, ticket.state)
+            ticket.save()
+            message = note or gettext("Escalated for review by %(who)s.") % {"who": performer.label}
+            payload["alert_raised"] = raise_alert(ticket, "review_failed", key="escalated", message=message)
+            oplog.record(ticket, performer=performer, action="escalate", before=ticket.state, after=ticket.state,
+                         payload=payload)
+            return ticket
+    except AppError as exc:
+        if locked_pk is not None:
+            oplog.record_failure(locked_pk, performer=performer, action="escalate", error_code=exc.code,
+                                 message=exc.detail or str(exc.error.message), payload=payload)
+        raise

@@ -37,3 +37,27 @@ def notify_alerts(alert_ids: list[int]) -> int:
     from aftersales import notifications
 
     return notifications.deliver(alert_ids)
+
+
+@shared_task(name="aftersales.run_job", bind=True, acks_late=True, soft_time_limit=1740, time_limit=1800,
+             **DB_RETRY)
+def run_job(self, job_id: int) -> str:
+    """A background job (export, reason import, batch action) by id. Idempotent: a finished job is left alone,
+    one held by a live runner is retried after the lease, an abandoned one is taken over (aftersales.jobs)."""
+    from aftersales import jobs
+
+    try:
+        return jobs.run(job_id)
+    except jobs.Busy:
+        raise self.retry(countdown=jobs.LEASE_SECONDS, max_retries=60) from None
+
+
+@shared_task(name="aftersales.resume_stale_jobs", soft_time_limit=50, time_limit=60, **DB_RETRY)
+def resume_stale_jobs() -> int:
+    """Beat, every five minutes: hand unfinished jobs nobody has touched for a while to a worker again."""
+    from aftersales import jobs
+
+    ids = jobs.stale_job_ids()
+    for job_id in ids:
+        run_job.delay(job_id)
+    return len(ids)

@@ -387,5 +387,79 @@ ERR_HOOK_002 = define(
 )
 
 # --- idempotency keys ------------------------------------------------------------------------
+ERR_IDEMPOTENCY_KEY_INVALID = define(
+    "ERR_IDEMPOTENCY_KEY_INVALID", 400, _("The Idempotency-Key header is not valid."),
+    _("Send 1 to 255 visible ASCII characters (no spaces), e.g. a UUID; use a new key for each new operation."),
+)
+ERR_IDEMPOTENCY_MISMATCH = define(
+    "ERR_IDEMPOTENCY_MISMATCH", 409,
+    _("This Idempotency-Key was already used with a different request body or endpoint."),
+    _("Retry with exactly the same body to get the first result, or use a new key for a new operation."),
+)
+ERR_IDEMPOTENCY_IN_PROGRESS = define(
+    "ERR_IDEMPOTENCY_IN_PROGRESS", 409,
+    _("A request with this Idempotency-Key is still being processed."),
+    _("Wait for the number of seconds in the Retry-After header, then send the same request again to get "
+      "its result."),
+)
+
 
 # --- exports, imports, background jobs -------------------------------------------------------
+ERR_JOB_001 = define(
+    "ERR_JOB_001", 409, _("This job has no result file (yet)."),
+    _("Wait until the job's status is succeeded; only export jobs produce a file."),
+)
+ERR_JOB_002 = define(
+    "ERR_JOB_002", 500, _("The background job stopped before it finished."),
+    _("It ran out of time or was interrupted too often. Start it again with fewer rows, or give support the "
+      "job id."),
+)
+ERR_JOB_003 = define(
+    "ERR_JOB_003", 413, _("Too many requests for one background job."),
+    _("Split the ids into several jobs within the limit shown."),
+)
+ERR_IMPORT_001 = define(
+    "ERR_IMPORT_001", 400, _("The file could not be read as an Excel (.xlsx) or CSV file."),
+    _("Upload the file as .xlsx (Excel workbook) or .csv; older .xls files must be saved as .xlsx first."),
+)
+ERR_IMPORT_002 = define(
+    "ERR_IMPORT_002", 400, _("The header row is missing or has unexpected columns."),
+    _("The first row must name the columns: return_id or order_id, reason_code, reason_text and optionally "
+      "note."),
+)
+ERR_IMPORT_003 = define(
+    "ERR_IMPORT_003", 413, _("The file is too large."),
+    _("Split it into files within the size and row limits shown."),
+)
+ERR_IMPORT_004 = define(
+    "ERR_IMPORT_004", 400, _("The file contains formulas; nothing was imported."),
+    _("Replace the formulas listed by their values (Paste special → Values) and upload the file again."),
+)
+ERR_IMPORT_005 = define(
+    "ERR_IMPORT_005", 400, _("The file's text encoding could not be recognised."),
+    _("Save it as “CSV UTF-8” (Excel: Save as → CSV UTF-8), or upload the .xlsx file instead."),
+)
+ERR_IMPORT_101 = define(
+    "ERR_IMPORT_101", 400, _("No after-sales request with this return id or order id in your stores."),
+    _("Check the id; requests of stores your role does not cover are not shown."),
+)
+ERR_IMPORT_102 = define(
+    "ERR_IMPORT_102", 400, _("The reason is missing."),
+    _("Fill in reason_code or reason_text (or both)."),
+)
+ERR_IMPORT_103 = define(
+    "ERR_IMPORT_103", 400, _("A value is too long."),
+    _("reason_code may have at most 160 characters, reason_text and note at most 500."),
+)
+ERR_IMPORT_104 = define(
+    "ERR_IMPORT_104", 400, _("The row has no usable return id or order id."),
+    _("Fill in the id as text; Excel rounds long numbers, so format the id column as Text."),
+)
+ERR_IMPORT_105 = define(
+    "ERR_IMPORT_105", 400, _("This id matches several after-sales requests."),
+    _("Use the return id, which names one request."),
+)
+ERR_IMPORT_106 = define(
+    "ERR_IMPORT_106", 400, _("This request is already on an earlier row of the file."),
+    _("Keep one row per request; the earlier row is used."),
+)

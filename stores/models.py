@@ -459,3 +459,32 @@ class BusinessCalendar(models.Model):
     def _fill_time_zone(self) -> None:
         if not self.time_zone and self.market_id:
             self.time_zone = self.market.time_zone
+
+
+class IdempotencyKey(models.Model):
+    """The first result of a money-moving write sent with an ``Idempotency-Key`` header (stores/api/idempotency.py).
+
+    Scoped per user (unique user + key). Written in the same transaction as the write itself, so the effect and
+    its recorded response commit — or roll back — together. Rows older than ``IDEMPOTENCY_TTL`` count as absent
+    and are purged lazily by later keyed requests.
+    """
+
+    # No index of its own: the unique (user, key) constraint leads with it.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys",
+                             db_index=False)
+    key = models.CharField(_("key"), max_length=255)
+    method = models.CharField(_("method"), max_length=10)
+    path = models.CharField(_("path"), max_length=512)
+    body_sha256 = models.CharField(_("body SHA-256"), max_length=64)
+    status = models.PositiveSmallIntegerField(_("response status"))
+    # The rendered JSON text, not jsonb: a replay returns the very same bytes (jsonb would reorder the keys).
+    response = models.TextField(_("response body (JSON)"), blank=True)
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}]"

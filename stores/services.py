@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from stores import errors
 from stores.errors import AppError
@@ -112,7 +115,7 @@ def create_store(*, agency: Agency, market: Market, name: str, shop_id: str, **f
 
 
 # --- roles → guardian grants ------------------------------------------------------------------
-def _require_team_manager(actor: Actor | None, agency_id: int, store_ids: Iterable[int]) -> None:
+def require_team_manager(actor: Actor | None, agency_id: int, store_ids: Iterable[int]) -> None:
     """The owner, or a sub-account holding manage_team on every store the change touches.
 
     A change that touches no store (an unassigned role, a member without roles) needs manage_team on
@@ -191,7 +194,7 @@ def _check_assignable(membership: Membership, role: Role, stores: list[Store]) -
 def assign_role(*, actor: Actor | None, membership: Membership, role: Role, stores: Iterable[Store]) -> None:
     stores = list(stores)
     _check_assignable(membership, role, stores)
-    _require_team_manager(actor, membership.agency_id, [s.pk for s in stores])
+    require_team_manager(actor, membership.agency_id, [s.pk for s in stores])
     _lock(role, membership)
     RoleAssignment.objects.bulk_create(
         [RoleAssignment(agency_id=membership.agency_id, membership=membership, role=role, store=s) for s in stores],
@@ -205,7 +208,7 @@ def revoke_role(*, actor: Actor | None, membership: Membership, role: Role, stor
     store_ids = [s.pk for s in stores]
     if role.agency_id != membership.agency_id:
         raise AppError(errors.ERR_PERM_007)
-    _require_team_manager(actor, membership.agency_id, store_ids)
+    require_team_manager(actor, membership.agency_id, store_ids)
     _lock(role, membership)
     RoleAssignment.objects.for_agency(membership.agency_id).filter(
         membership=membership, role=role, store_id__in=store_ids
@@ -220,7 +223,7 @@ def set_role_permissions(*, actor: Actor | None, role: Role, permissions: Iterab
     _lock(role)  # before reading the assignments: a concurrent assign waits, then derives from the new set
     role = Role.objects.for_agency(role.agency_id).get(pk=role.pk)
     assignments = RoleAssignment.objects.for_agency(role.agency_id).filter(role=role)
-    _require_team_manager(actor, role.agency_id, set(assignments.values_list("store_id", flat=True)))
+    require_team_manager(actor, role.agency_id, set(assignments.values_list("store_id", flat=True)))
     role.permissions = perms
     role.save(update_fields=["permissions"])
     by_member: dict[int, set[int]] = {}
@@ -242,12 +245,79 @@ def remove_member(*, actor: Actor | None, membership: Membership) -> None:
         raise AppError(errors.ERR_PERM_007, detail="the owner cannot be removed")
     store_ids = list(RoleAssignment.objects.for_agency(membership.agency_id)
                      .filter(membership=membership).values_list("store_id", flat=True))
-    _require_team_manager(actor, membership.agency_id, store_ids)
+    require_team_manager(actor, membership.agency_id, store_ids)
     _lock(membership=membership)
     RoleAssignment.objects.for_agency(membership.agency_id).filter(membership=membership).delete()
     StoreUserObjectPermission.objects.filter(user_id=membership.user_id).delete()
     revoke_api_tokens(ApiToken.objects.for_agency(membership.agency_id).filter(user_id=membership.user_id))
     membership.delete()
+
+
+@transaction.atomic
+def create_sub_account(*, actor: Actor | None, agency_id: int, username: str, password: str,
+                       email: str = "") -> Membership:
+    """A new login (子账号) in the agency, with no role yet: it sees nothing until a role is assigned.
+
+    Only the owner, or a sub-account managing the team on every store, may add people. The username is a
+    login for the whole installation, so a taken one is refused whichever agency holds it; the password must
+    pass the configured validators.
+    """
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError as DjangoValidationError
+    from django.core.validators import validate_email
+
+    require_team_manager(actor, agency_id, [])
+    problems: dict[str, list[str]] = {}
+    try:
+        User.username_validator(username)
+    except DjangoValidationError as exc:
+        problems["username"] = list(exc.messages)
+    if not problems and User.objects.filter(username__iexact=username).exists():
+        problems["username"] = [str(_("This username is taken."))]
+    if email:
+        try:
+            validate_email(email)
+        except DjangoValidationError as exc:
+            problems["email"] = list(exc.messages)
+    try:
+        validate_password(password, User(username=username, email=email))
+    except DjangoValidationError as exc:
+        problems["password"] = list(exc.messages)
+    if problems:
+        raise AppError(errors.ERR_VALIDATION, fields=problems)
+    user = User.objects.create_user(username=username, email=email, password=password)
+    return add_member(agency=Agency.objects.get(pk=agency_id), user=user)
+
+
+@transaction.atomic
+def create_role(*, actor: Actor | None, agency_id: int, name: str, permissions: Iterable[str]) -> Role:
+    """A custom role (角色) of the agency; its slug comes from the name and is unique in the agency."""
+    from django.utils.text import slugify
+
+    require_team_manager(actor, agency_id, [])
+    name = (name or "").strip()
+    slug = slugify(name)[:50] or f"role-{uuid.uuid4().hex[:8]}"
+    if not name or len(name) > 100:
+        raise AppError(errors.ERR_VALIDATION, fields={"name": [str(_("1 to 100 characters."))]})
+    if Role.objects.for_agency(agency_id).filter(Q(slug=slug) | Q(name__iexact=name)).exists():
+        raise AppError(errors.ERR_VALIDATION, fields={"name": [str(_("The agency already has a role by this name."))]})
+    return Role.objects.create(agency_id=agency_id, slug=slug, name=name,
+                               permissions=sorted({StorePerm(p).value for p in permissions}))
+
+
+@transaction.atomic
+def rename_role(*, actor: Actor | None, role: Role, name: str) -> Role:
+    """A new display name; the slug (what scripts refer to) stays."""
+    _lock(role)
+    require_team_manager(actor, role.agency_id, [])
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise AppError(errors.ERR_VALIDATION, fields={"name": [str(_("1 to 100 characters."))]})
+    if Role.objects.for_agency(role.agency_id).filter(name__iexact=name).exclude(pk=role.pk).exists():
+        raise AppError(errors.ERR_VALIDATION, fields={"name": [str(_("The agency already has a role by this name."))]})
+    Role.objects.for_agency(role.agency_id).filter(pk=role.pk).update(name=name)
+    role.name = name
+    return role
 
 
 # --- API tokens -------------------------------------------------------------------------------

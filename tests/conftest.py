@@ -66,6 +66,9 @@ def add_tenant_rows(tenant: Tenant) -> None:
     rules.create_rule(owner_actor, name="Tag", action="tag", params={"tags": ["x"]}, store=stores[-1])
     _sla_rows(tenant, ticket)
     _logistics_rows(tenant, ticket)
+    from aftersales.models import Job
+
+    Job.objects.create(agency=agency, created_by=tenant.owner, kind="export")
 
 
 def _sla_rows(tenant: Tenant, ticket) -> None:

@@ -577,3 +577,15 @@ def test_auto_rule_dry_run_on_the_page_and_as_an_action(admin_client, tenants):
     assert (20, "Serial: Would have matched 5 requests in the last 30 days.") in shown
     assert (20, "All of store 2: Would have matched 3 requests in the last 30 days.") in shown
     assert (40, "Broken: [ERR_VALIDATION] colour: Unknown condition.") in shown
+
+
+def test_jobs_are_listed_read_only_for_the_back_office(admin_client, tenants_with_rows):
+    from aftersales.models import Job
+
+    response = admin_client.get("/admin/aftersales/job/")
+    assert response.status_code == 200
+    assert Job.objects.unscoped().count() == 2 and response.content.count(b"CSV export") >= 2
+    job = Job.objects.unscoped().first()
+    page = admin_client.get(f"/admin/aftersales/job/{job.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert admin_client.get("/admin/aftersales/job/add/").status_code == 403

@@ -329,8 +329,10 @@ def test_detail_evidence_url_downloads_through_the_portal(tenants, api):
 
 
 @pytest.mark.parametrize(("who", "expected"), [
-    ("owner", ["approve:APPROVE_REFUND", "approve:OFFER_PARTIAL_REFUND", "reject:REJECT_REFUND", "request_evidence"]),
-    ("agent", ["approve:APPROVE_REFUND", "approve:OFFER_PARTIAL_REFUND", "reject:REJECT_REFUND", "request_evidence"]),
+    ("owner", ["approve:APPROVE_REFUND", "approve:OFFER_PARTIAL_REFUND", "reject:REJECT_REFUND", "request_evidence",
+               "escalate"]),
+    ("agent", ["approve:APPROVE_REFUND", "approve:OFFER_PARTIAL_REFUND", "reject:REJECT_REFUND", "request_evidence",
+               "escalate"]),
     ("viewer", []),
 ])
 def test_detail_allowed_actions_per_role(tenants, api, who, expected):
@@ -343,7 +345,7 @@ def test_detail_allowed_actions_per_role(tenants, api, who, expected):
 def test_allowed_actions_follow_the_state(tenants, api):
     a, _b = tenants
     ticket = make(a.stores[0], return_status=APPROVED)
-    assert api(a.agent).get(f"{URL}{ticket.public_id}/").json()["allowed_actions"] == ["refund"]
+    assert api(a.agent).get(f"{URL}{ticket.public_id}/").json()["allowed_actions"] == ["refund", "escalate"]
 
 
 def test_detail_query_count(tenants, api):

@@ -241,7 +241,7 @@ class TicketDetailSerializer(TicketListSerializer):
     reject_reasons = serializers.SerializerMethodField()
     allowed_actions = serializers.SerializerMethodField(help_text=(
         "What this caller may do now (state × role), e.g. approve:APPROVE_REFUND, reject:REJECT_RETURN, "
-        "request_evidence, refund, ship_replacement, close. POST the part before the colon (underscores as "
+        "request_evidence, refund, ship_replacement, close, escalate. POST the part before the colon (underscores as "
         "hyphens) with the part after it as decision."))
 
     @extend_schema_field(LineItemSerializer(many=True))
@@ -349,6 +349,11 @@ class CommentInputSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
 
+class EscalateInputSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500, help_text=(
+        "Why it needs a senior's look; becomes the alert's message."))
+
+
 class EvidenceInputSerializer(serializers.Serializer):
     file = serializers.FileField(help_text=("JPEG, PNG or WebP; size, count and pixel limits apply."))
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
@@ -420,17 +425,3 @@ class BulkResultSerializer(serializers.Serializer):
     results = BulkItemSerializer(many=True)
     succeeded = serializers.IntegerField()
     failed = serializers.IntegerField()
-
-
-# --- the error envelope (for the schema) --------------------------------------------------------------
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text=("A catalogue code (GET /api/v1/error-codes/)."))
-    message = serializers.CharField()
-    hint = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
-    request_id = serializers.CharField(allow_null=True)
-
-
-class ErrorEnvelopeSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
-

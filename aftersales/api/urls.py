@@ -16,6 +16,7 @@ urlpatterns = [
          name="aftersales-request-evidence"),
     path("aftersales/<uuid:ticket_id>/evidence/", views.EvidenceUploadView.as_view(), name="aftersales-evidence"),
     path("aftersales/<uuid:ticket_id>/close/", views.CloseView.as_view(), name="aftersales-close"),
+    path("aftersales/<uuid:ticket_id>/escalate/", views.EscalateView.as_view(), name="aftersales-escalate"),
     path("aftersales/<uuid:ticket_id>/reply/", views.ReplyView.as_view(), name="aftersales-reply"),
     path("aftersales/<uuid:ticket_id>/ship-replacement/", views.ShipReplacementView.as_view(),
          name="aftersales-ship-replacement"),

@@ -9,7 +9,7 @@ operation-log row. Refusals are rendered by ``config.api.exception_handler`` in 
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -24,39 +24,25 @@ from aftersales.models import OperationLog
 from aftersales.oplog import Performer
 from config.api import CursorPagination
 from stores.api.base import TenantAPIView, get_actor
-from stores.errors import CATALOGUE
+from stores.api.idempotency import IDEMPOTENCY_CODES, IDEMPOTENCY_PARAMETER, idempotent
+from stores.api.schema import AUTH, WRITE_AUTH, error_responses, errors_doc
 
 TAG = "aftersales"
 
 
-# --- schema helpers ----------------------------------------------------------------------------------
-def errors_doc(*codes: str) -> str:
-    """The error codes an endpoint can answer with, from the catalogue (so the docs cannot drift)."""
-    lines = []
-    for code in codes:
-        entry = CATALOGUE[code]
-        lines.append(f"- `{code}` ({entry.status}): {entry.localised('en')['message']}")
-    return "\n\nErrors (envelope `{\"error\": {code, message, hint, fields, request_id}}`):\n" + "\n".join(lines)
-
-
-def error_responses(*codes: str) -> dict:
-    """The envelope as the response of each status those codes use, the codes named in its description."""
-    by_status: dict[int, list[str]] = {}
-    for code in codes:
-        by_status.setdefault(CATALOGUE[code].status, []).append(code)
-    return {status_code: OpenApiResponse(s.ErrorEnvelopeSerializer, description=", ".join(names))
-            for status_code, names in by_status.items()}
-
-
-AUTH = ("ERR_AUTH_001", "ERR_AUTH_002", "ERR_AUTH_004")
-WRITE_AUTH = (*AUTH, "ERR_AUTH_005")
+IDEMPOTENCY_DOC = ("\n\nAccepts an `Idempotency-Key` header (money-moving write): the same key and body return the "
+                   "first result (header `Idempotent-Replayed: true`) instead of acting twice.")
 
 
 def action_schema(summary: str, description: str, request, response, codes: tuple[str, ...], *,
-                  ok: int = 200):
-    codes = (*WRITE_AUTH, "ERR_NOT_FOUND", *codes)
-    return extend_schema(tags=[TAG], summary=summary, description=description + errors_doc(*codes),
-                         request=request, responses={ok: response, **error_responses(*codes)})
+                  ok: int = 200, keyed: bool = False, examples: dict[str, dict] | None = None):
+    codes = (*WRITE_AUTH, "ERR_NOT_FOUND", *codes, *(IDEMPOTENCY_CODES if keyed else ()))
+    return extend_schema(tags=[TAG], summary=summary,
+                         description=description + (IDEMPOTENCY_DOC if keyed else "") + errors_doc(*codes),
+                         request=request, responses={ok: response, **error_responses(*codes)},
+                         parameters=[IDEMPOTENCY_PARAMETER] if keyed else None,
+                         examples=[OpenApiExample(name, value=value, request_only=True)
+                                   for name, value in (examples or {}).items()] or None)
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -173,9 +159,13 @@ class TicketActionView(TenantAPIView):
                "(`approve:<DECISION>`); without it the plain approval for the request's type and state is used. "
                "`OFFER_PARTIAL_REFUND` needs `partial_refund`.",
     s.ApproveInputSerializer, s.TicketDetailSerializer,
-    ("ERR_VALIDATION", "ERR_PERM_001", *STATE, "ERR_REFUND_001", "ERR_REFUND_002")))
+    ("ERR_VALIDATION", "ERR_PERM_001", *STATE, "ERR_REFUND_001", "ERR_REFUND_002"), keyed=True,
+    examples={"The plain approval": {},
+              "A partial refund offer": {"decision": "OFFER_PARTIAL_REFUND",
+                                         "partial_refund": {"amount": "5.00", "currency": "GBP"}}}))
 class ApproveView(TicketActionView):
     input_serializer = s.ApproveInputSerializer
+    post = idempotent(TicketActionView.post)
 
     def act(self, who, ticket_id, data):
         decision = data.get("decision") or default_approval(ticket_ref(who.actor, ticket_id))
@@ -188,7 +178,9 @@ class ApproveView(TicketActionView):
     "Reject", "拒绝: reject with one of the request's `reject_reasons` (by name) and an optional comment and "
               "seller evidence ids.",
     s.RejectInputSerializer, s.TicketDetailSerializer,
-    ("ERR_VALIDATION", "ERR_REVIEW_001", "ERR_PERM_001", *STATE)))
+    ("ERR_VALIDATION", "ERR_REVIEW_001", "ERR_PERM_001", *STATE),
+    examples={"With a reason and a comment": {"reason": "reverse_reject_request_reason_3",
+                                              "comment": "The label shows the item was used."}}))
 class RejectView(TicketActionView):
     input_serializer = s.RejectInputSerializer
 
@@ -201,9 +193,11 @@ class RejectView(TicketActionView):
     "Refund", "退款: refund an approved request. Without `amount` everything still refundable is refunded; "
               "less is a partial refund. Needs the refund permission as well as after-sales handling.",
     s.RefundInputSerializer, s.TicketDetailSerializer,
-    ("ERR_VALIDATION", "ERR_REFUND_001", "ERR_REFUND_002", "ERR_PERM_001", "ERR_PERM_002", *STATE)))
+    ("ERR_VALIDATION", "ERR_REFUND_001", "ERR_REFUND_002", "ERR_PERM_001", "ERR_PERM_002", *STATE), keyed=True,
+    examples={"Everything still refundable": {}, "A partial refund": {"amount": "12.50"}}))
 class RefundView(TicketActionView):
     input_serializer = s.RefundInputSerializer
+    post = idempotent(TicketActionView.post)
 
     def act(self, who, ticket_id, data):
         amount, currency = data.get("amount") or (None, None)
@@ -228,6 +222,18 @@ class CloseView(TicketActionView):
 
     def act(self, who, ticket_id, data):
         services.close(who, ticket_id, comment=data["comment"])
+
+
+@extend_schema_view(post=action_schema(
+    "Escalate", "升级: flag the request for a senior's review — the \"review_failed\" alert with key \"escalated\", as "
+                "an auto-rule's escalate does — with an optional note. The state does not change; a person's first "
+                "action counts as the first human response. Open requests only.",
+    s.EscalateInputSerializer, s.TicketDetailSerializer, ("ERR_VALIDATION", "ERR_PERM_001", "ERR_STATE_001")))
+class EscalateView(TicketActionView):
+    input_serializer = s.EscalateInputSerializer
+
+    def act(self, who, ticket_id, data):
+        services.escalate(who, ticket_id, note=data["note"])
 
 
 @extend_schema_view(post=action_schema(
@@ -271,19 +277,33 @@ class ReplyView(TenantAPIView):
 
 
 # --- batch review --------------------------------------------------------------------------------------
+BULK_CODES = (*WRITE_AUTH, "ERR_VALIDATION", "ERR_BULK_001", "ERR_BULK_002", *IDEMPOTENCY_CODES)
+
+
 class BulkView(TenantAPIView):
     @extend_schema(
         tags=[TAG], summary="Batch review (批量审核)",
         description=("Approve, reject, request evidence or close many requests, across stores. Each id is its own "
                      "transaction with its own result: partial failures never roll back the others. A request the "
                      "caller may not see fails with ERR_NOT_FOUND like a missing one."
-                     + errors_doc(*WRITE_AUTH, "ERR_VALIDATION", "ERR_BULK_001", "ERR_BULK_002")
+                     + IDEMPOTENCY_DOC + errors_doc(*BULK_CODES)
                      + "\n\nPer-item errors: any code of the single action (ERR_NOT_FOUND, ERR_PERM_001, "
                        "ERR_STATE_001, ERR_STATE_002, ERR_REVIEW_001, ERR_REFUND_00x, ERR_VALIDATION)."),
         request=s.BulkInputSerializer,
-        responses={200: s.BulkResultSerializer,
-                   **error_responses(*WRITE_AUTH, "ERR_VALIDATION", "ERR_BULK_001", "ERR_BULK_002")},
+        responses={200: s.BulkResultSerializer, **error_responses(*BULK_CODES)},
+        examples=[OpenApiExample("Approve three", request_only=True, value={
+            "action": "approve", "ids": ["0b9e7a52-3d4f-4a1e-9a57-6f1c2d3e4f50", "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+                                        "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"]}),
+                  OpenApiExample("One of three refused", response_only=True, status_codes=["200"], value={
+            "results": [{"id": "0b9e7a52-3d4f-4a1e-9a57-6f1c2d3e4f50", "ok": True, "error": None},
+                        {"id": "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "ok": False,
+                         "error": {"code": "ERR_STATE_001", "message": "This action is not possible in the "
+                                   "request's current state."}},
+                        {"id": "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", "ok": True, "error": None}],
+            "succeeded": 2, "failed": 1})],
+        parameters=[IDEMPOTENCY_PARAMETER],
     )
+    @idempotent
     def post(self, request):
         serializer = s.BulkInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

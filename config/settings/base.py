@@ -157,7 +157,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    # Per API token (per user for sessions); counters in the default cache (stores/api/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["stores.api.throttling.TokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env_str("API_THROTTLE_USER", "1200/min")},
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -240,6 +241,7 @@ CELERY_BEAT_SCHEDULE = {
     "logistics-scan-watch": {"task": "logistics.sweep_scan_watch", "schedule": 60.0},
     # SLA (issue 5): warnings before deadlines, missed deadlines → compensation, score, log (SKIP LOCKED).
     "aftersales-sla-sweep": {"task": "aftersales.sweep_sla", "schedule": 60.0},
+    "aftersales-resume-stale-jobs": {"task": "aftersales.resume_stale_jobs", "schedule": 300.0},
 }
 
 # --- return tracking: the carrier check through a tracking aggregator (AfterShip "get a tracking") ----------
