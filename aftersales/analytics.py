@@ -8,11 +8,13 @@ Definitions (the window is ``days`` back from now; a request belongs to it by it
 platform's creation time when sent, else our intake time — as in ``aftersales/buyers.py``):
 
 - **requests**: after-sales requests in the window (every type and state).
-- **return rate (退货率)**: returned units ÷ units sold. The product does not hold the stores' order or
-  sales volume (no order sync exists), so the rate itself is ``None`` and ``orders`` is ``None``; what is
-  known is given per line-item category — requests and units asked back — next to the category benchmark
-  (DOMAIN: apparel ≤ 12.4 %, electronics accessories ≤ 5.8 %; data in ``settings.ANALYTICS_RETURN_BENCHMARKS``,
-  category key → percent). Once order volume is synced, ``rate_pct`` = units ÷ units sold × 100.
+- **return rate (退货率)**: units asked back ÷ units sold, in percent, per line-item category and overall,
+  next to the category benchmark (DOMAIN: apparel ≤ 12.4 %, electronics accessories ≤ 5.8 %; data in
+  ``settings.ANALYTICS_RETURN_BENCHMARKS``, category key → percent). Units sold come from ``OrderVolume``
+  (pushed by ERPs: ``aftersales/volumes.py``), summed over the window's market-local days from the day of
+  ``since``; a category without volume has ``rate_pct`` None, and the overall rate counts only the
+  categories that have it (or every unit, when volume is sent as store totals, category ""). ``orders`` and
+  ``units_sold`` are the summed volume (None when none was sent).
 - **proactive refund rate (主动退款率)**: requests refunded (``refunded_amount`` > 0) without the platform
   ever intervening (no arbitration status) ÷ requests, in percent.
 - **platform intervention rate (平台介入率)**: requests that reached platform arbitration (any arbitration
@@ -41,7 +43,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aftersales.models import LineItem
+from aftersales.models import LineItem, OrderVolume
 from aftersales.selectors import tickets_for_actor
 from aftersales.states import FINAL_STATES
 from stores import errors
@@ -124,6 +126,9 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
         LineItem.objects.filter(ticket__in=tickets.values("pk")).values("category")
         .annotate(requests=Count("ticket_id", distinct=True), units=Sum("quantity")).order_by("category")
     )
+    volumes = {row["category"]: row for row in OrderVolume.objects.filter(
+        store_id__in=store_ids, day__gte=since.date()).values("category")
+        .annotate(units_sold=Sum("units_sold"), orders=Sum("orders")).order_by()}
     reasons = list(
         tickets.values("reason_key").annotate(count=Count("pk"), text=Max("reason_text"))
         .order_by("-count", "reason_key")[:TOP_REASONS]
@@ -132,11 +137,20 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
     n = totals["n"]
     benchmarks = return_benchmarks()
     by_category = []
+    asked_back = sold_total = 0
     for row in categories:
         key = CATEGORY_ALIASES.get((row["category"] or "").lower(), row["category"] or "")
+        sold = (volumes.get(row["category"] or "") or {}).get("units_sold")
+        units = row["units"] or 0
+        if sold:
+            asked_back, sold_total = asked_back + units, sold_total + sold
         by_category.append({"category": row["category"] or "", "requests": row["requests"],
-                            "units": row["units"] or 0, "rate_pct": None,
+                            "units": units, "units_sold": sold, "rate_pct": _pct(units, sold or 0),
                             "benchmark_max_pct": benchmarks.get(key)})
+    if "" in volumes and not sold_total:  # volume sent as store totals: every unit asked back counts
+        asked_back = sum(row["units"] or 0 for row in categories)
+        sold_total = volumes[""]["units_sold"] or 0
+    orders = sum(v["orders"] or 0 for v in volumes.values()) if volumes else None
     service = service_benchmarks()
     avg = totals["avg_handling"]
     return {
@@ -146,8 +160,9 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
         "store_ids": [str(public) for _pk, public in store_rows],
         "requests": n,
         "return_rate": {
-            "rate_pct": None,
-            "orders": None,
+            "rate_pct": _pct(asked_back, sold_total),
+            "orders": orders,
+            "units_sold": sold_total if volumes else None,
             "by_category": by_category,
             "benchmarks": [{"category": k, "max_pct": v} for k, v in sorted(benchmarks.items())],
         },

@@ -501,3 +501,31 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class OrderVolume(models.Model):
+    """Units sold per store, market-local day and line-item category: the return rate's denominator.
+
+    The platform's order data is not synced yet; ERPs push these figures (POST /api/v1/analytics/order-volumes/),
+    and a later order sync writes the same rows. One row per (store, day, category), replaced on each push;
+    category "" is a store's total for stores that do not split by category (send one or the other, not both).
+    """
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+", db_index=False)
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField(_("day"))
+    category = models.CharField(_("category"), max_length=32, blank=True)
+    units_sold = models.PositiveIntegerField(_("units sold"))
+    orders = models.PositiveIntegerField(_("orders"), default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store")
+
+    class Meta:
+        verbose_name = _("order volume")
+        verbose_name_plural = _("order volumes")
+        constraints = [models.UniqueConstraint(fields=["store", "day", "category"], name="order_volume_once")]
+
+    def __str__(self) -> str:
+        return f"{self.store_id} {self.day} {self.category or '*'}: {self.units_sold}"

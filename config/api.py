@@ -6,6 +6,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, pagination
 from rest_framework.response import Response
 
@@ -16,11 +17,21 @@ from stores.errors import AppError, problem_for
 log = logging.getLogger("api")
 
 
+INVALID_CURSOR = _("Invalid cursor: start again from the first page (the ordering may have changed).")
+
+
 class CursorPagination(pagination.CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
     ordering = "-id"
+
+    def decode_cursor(self, request):
+        """A cursor that does not decode is the client's input: 400 ERR_VALIDATION, not DRF's 404."""
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
 
 
 def _fields(detail) -> dict[str, list[str]]:

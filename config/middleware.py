@@ -47,6 +47,22 @@ class RequestIdMiddleware:
         return response
 
 
+class NulInPathMiddleware:
+    """A NUL character in the path can name nothing we store (PostgreSQL text cannot hold it), so such a URL
+    is missing — 404 through the usual handler — before any view sends it to the database. (Query strings
+    and bodies are checked by their form and serializer fields.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path_info:
+            from django.http import Http404
+
+            raise Http404
+        return self.get_response(request)
+
+
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or "-"

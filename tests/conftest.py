@@ -69,6 +69,12 @@ def add_tenant_rows(tenant: Tenant) -> None:
     from aftersales.models import Job
 
     Job.objects.create(agency=agency, created_by=tenant.owner, kind="export")
+    from django.utils import timezone
+
+    from aftersales.models import OrderVolume
+
+    OrderVolume.objects.create(agency=agency, store=stores[-1], day=timezone.now().date(), category="apparel",
+                               units_sold=10)
 
 
 def _sla_rows(tenant: Tenant, ticket) -> None:

@@ -274,8 +274,8 @@ def test_summary_figures(tenants, api):
     rate = body["return_rate"]
     assert rate["rate_pct"] is None and rate["orders"] is None
     assert {"category": "apparel", "max_pct": "12.4"} in rate["benchmarks"]
-    assert rate["by_category"] == [{"category": "apparel", "requests": 4, "units": 4, "rate_pct": None,
-                                    "benchmark_max_pct": "12.4"}]
+    assert rate["by_category"] == [{"category": "apparel", "requests": 4, "units": 4, "units_sold": None,
+                                    "rate_pct": None, "benchmark_max_pct": "12.4"}]
     month = api(a.owner).get(SUMMARY, {"days": 30}).json()
     assert month["requests"] == 6 and len(month["store_ids"]) == 3
 

@@ -25,6 +25,11 @@ def test_seed_demo_is_idempotent_and_per_slug(db, capsys):
         assert stores.count() == 12
         assert set(stores.values_list("market__code", flat=True)) == set(Market.objects.values_list("code", flat=True))
         assert Membership.objects.for_agency(agency).count() == 3
+        # Units sold for the return rate (what an ERP would send), once per store, day and category.
+        from aftersales.models import OrderVolume
+
+        volumes = OrderVolume.objects.for_agency(agency)
+        assert volumes.exists() and volumes.filter(units_sold__gt=0).count() == volumes.count()
         # Every demo login has an address, so alert digests show up (var/mail/ locally).
         assert all(m.user.email == f"{m.user.username}@example.com"
                    for m in Membership.objects.for_agency(agency).select_related("user"))

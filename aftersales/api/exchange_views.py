@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, generics, status
+from rest_framework import generics, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -20,7 +20,6 @@ from rest_framework.response import Response
 from aftersales import imports, jobs
 from aftersales.api import exchange_serializers as xs
 from aftersales.api.filters import TicketFilter
-from aftersales.api.pagination import INVALID_CURSOR
 from aftersales.models import Job
 from config.api import CursorPagination
 from stores import errors
@@ -159,12 +158,6 @@ class ReasonImportView(TenantAPIView):
 # --- jobs --------------------------------------------------------------------------------------------------
 class JobPagination(CursorPagination):
     ordering = "-created_at"
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except exceptions.NotFound:  # a bad cursor is the client's input, as on the list: 400, not 404
-            raise exceptions.ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
 
 
 @extend_schema_view(get=extend_schema(

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from aftersales import sla
 from aftersales.models import AfterSalesRequest
 from aftersales.states import RequestType, State
+from stores.api.fields import UtcIsoDateTimeFilter
 
 # ?ordering= values; the paginator (aftersales.api.pagination) pages by position in each of them.
 ORDERINGS = {
@@ -60,7 +61,7 @@ class TicketFilter(django_filters.FilterSet):
                           help_text=("refund_only, return_and_refund or exchange; several comma-separated."))
     status = ChoiceInFilter(field_name="state", choices=State.choices,
                             help_text=("Normalised status; several comma-separated."))
-    due_before = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lte",
+    due_before = UtcIsoDateTimeFilter(field_name="due_at", lookup_expr="lte",
                                                   help_text=("Watched deadline at or before this time "
                                                               "(ISO 8601 with offset)."))
     breached = StrictBooleanFilter(method="filter_breached",

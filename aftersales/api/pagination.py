@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.utils.urls import replace_query_param
 
-from config.api import CursorPagination
+from config.api import INVALID_CURSOR, CursorPagination
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Ordering:
         return Q(**{f"{self.field}__{cmp}": value}) | Q(**{self.field: value, f"pk__{cmp}": pk})
 
 
-INVALID_CURSOR = _("Invalid cursor: start again from the first page (the ordering may have changed).")
+
 
 
 class KeysetPagination(CursorPagination):

@@ -42,7 +42,7 @@ class QuickReplyCreateSerializer(serializers.Serializer):
 class QuickReplyUpdateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=MAX_TITLE, required=False)
     body = serializers.CharField(max_length=MAX_BODY, required=False)
-    position = serializers.IntegerField(min_value=0, required=False)
+    position = serializers.IntegerField(min_value=0, max_value=32767, required=False)
 
     def validate(self, attrs):
         if not attrs:
@@ -128,7 +128,9 @@ class CategoryReturnsSerializer(serializers.Serializer):
     category = serializers.CharField()
     requests = serializers.IntegerField()
     units = serializers.IntegerField(help_text=("Units asked back."))
-    rate_pct = serializers.FloatField(allow_null=True, help_text=("Null until order volume is synced."))
+    units_sold = serializers.IntegerField(allow_null=True, help_text="From the order volume sent; null: none.")
+    rate_pct = serializers.FloatField(allow_null=True, help_text=("units ÷ units_sold × 100; null without order "
+                                                                  "volume for the category."))
     benchmark_max_pct = serializers.DecimalField(max_digits=5, decimal_places=1, allow_null=True)
 
 
@@ -139,8 +141,10 @@ class BenchmarkSerializer(serializers.Serializer):
 
 class ReturnRateSerializer(serializers.Serializer):
     rate_pct = serializers.FloatField(allow_null=True, help_text=(
-        "Returned units ÷ units sold; null: order volume is not synced into the product."))
+        "Units asked back ÷ units sold, over the categories with order volume (POST "
+        "/api/v1/analytics/order-volumes/); null when none was sent."))
     orders = serializers.IntegerField(allow_null=True)
+    units_sold = serializers.IntegerField(allow_null=True)
     by_category = CategoryReturnsSerializer(many=True)
     benchmarks = BenchmarkSerializer(many=True)
 
@@ -181,3 +185,20 @@ class SummarySerializer(serializers.Serializer):
     avg_handling_hours = HandlingSerializer()
     completed_within_72h = CompletionSerializer()
     top_reasons = ReasonCountSerializer(many=True)
+
+
+class VolumeRowSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="The market-local day.")
+    category = serializers.CharField(max_length=32, required=False, allow_blank=True, default="",
+                                     help_text="A line-item category (e.g. apparel); empty: the store's total.")
+    units_sold = serializers.IntegerField(min_value=0, max_value=1_000_000_000)
+    orders = serializers.IntegerField(min_value=0, max_value=1_000_000_000, required=False, default=0)
+
+
+class OrderVolumeInputSerializer(serializers.Serializer):
+    store = serializers.UUIDField(help_text="A store's id.")
+    rows = VolumeRowSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class OrderVolumeResultSerializer(serializers.Serializer):
+    saved = serializers.IntegerField()

@@ -10,4 +10,5 @@ urlpatterns = [
     path("replies/<uuid:reply_id>/", views.QuickReplyDetailView.as_view(), name="reply-detail"),
     path("buyers/<str:buyer_id>/history/", views.BuyerHistoryView.as_view(), name="buyer-history"),
     path("analytics/summary/", views.AnalyticsSummaryView.as_view(), name="analytics-summary"),
+    path("analytics/order-volumes/", views.OrderVolumeView.as_view(), name="analytics-order-volumes"),
 ]

@@ -6,11 +6,11 @@ envelope, cursor pages)."""
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from aftersales import analytics, buyers, replies
+from aftersales import analytics, buyers, replies, volumes
 from aftersales.api import resource_serializers as rs
 from aftersales.api.views import LogPagination, parse
 from aftersales.models import QuickReply
@@ -161,8 +161,8 @@ class AnalyticsSummaryView(TenantAPIView):
     @extend_schema(
         tags=[ANALYTICS_TAG], summary="After-sales summary (售后分析)",
         description=("For the last 7 or 30 days, over one store or every store the caller may view analytics of: "
-                     "return rate against category benchmarks (the rate needs order volume, which is not synced: "
-                     "null, with the requests and units per category), proactive refund rate (主动退款率), "
+                     "return rate against category benchmarks (units asked back ÷ units sold, from the order volume "
+                     "sent to /analytics/order-volumes/; null without it), proactive refund rate (主动退款率), "
                      "platform intervention rate (平台介入率), average handling hours, the share completed within "
                      "72 h and the top 3 reasons. Definitions: docs/ARCHITECTURE.md → API resources. Needs "
                      "“View analytics” on the store (ERR_PERM_005)."
@@ -177,3 +177,25 @@ class AnalyticsSummaryView(TenantAPIView):
         result = analytics.summary(get_actor(request), days=data["days"],
                                    store=None if store is None else str(store))
         return Response(rs.SummarySerializer(result).data)
+
+
+class OrderVolumeView(TenantAPIView):
+    @extend_schema(
+        tags=[ANALYTICS_TAG], summary="Send order volume (units sold)",
+        description=("Units sold (and orders) per market-local day and line-item category for one store: the "
+                     "return rate's denominator, which the platform sync does not provide yet. Each (day, "
+                     "category) row replaces the one held; up to 1,000 rows a call, all or nothing. Category "
+                     "empty = the store's total (send totals or categories, not both). Needs “View analytics” "
+                     "on the store." + errors_doc(*WRITE_AUTH, "ERR_VALIDATION", "ERR_NOT_FOUND", "ERR_PERM_005")),
+        request=rs.OrderVolumeInputSerializer,
+        responses={200: rs.OrderVolumeResultSerializer,
+                   **error_responses(*WRITE_AUTH, "ERR_VALIDATION", "ERR_NOT_FOUND", "ERR_PERM_005")},
+        examples=[OpenApiExample("Two days of apparel", request_only=True, value={
+            "store": "0b9e7a52-3d4f-4a1e-9a57-6f1c2d3e4f50",
+            "rows": [{"date": "2026-11-24", "category": "apparel", "units_sold": 412, "orders": 380},
+                     {"date": "2026-11-25", "category": "apparel", "units_sold": 398, "orders": 371}]})],
+    )
+    def post(self, request):
+        data = parse(rs.OrderVolumeInputSerializer, request)
+        saved = volumes.record(get_actor(request), data["store"], [dict(row) for row in data["rows"]])
+        return Response(rs.OrderVolumeResultSerializer({"saved": saved}).data)

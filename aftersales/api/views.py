@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
-from rest_framework import exceptions, generics, status
+from rest_framework import generics, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -18,7 +18,7 @@ from aftersales import evidence as evidence_service
 from aftersales import replies, selectors, services
 from aftersales.api import serializers as s
 from aftersales.api.filters import ORDERINGS, TicketFilter
-from aftersales.api.pagination import INVALID_CURSOR, KeysetPagination, Ordering
+from aftersales.api.pagination import KeysetPagination, Ordering
 from aftersales.api.selectors import default_approval, ticket_for_actor, ticket_queue, ticket_ref
 from aftersales.models import OperationLog
 from aftersales.oplog import Performer
@@ -112,18 +112,12 @@ class TicketDetailView(TenantAPIView):
 class LogPagination(CursorPagination):
     ordering = "id"
 
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except exceptions.NotFound:  # a bad cursor is the client's input, as on the list: 400, not 404
-            raise exceptions.ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
-
 
 @extend_schema_view(get=extend_schema(
     tags=[TAG], summary="Operation log of a request",
     description=("Every action on the request, refusals included (with their error code), oldest first. "
-                 "Cursor-paginated." + errors_doc(*AUTH, "ERR_NOT_FOUND")),
-    responses={200: s.LogEntrySerializer(many=True), **error_responses(*AUTH, "ERR_NOT_FOUND")},
+                 "Cursor-paginated." + errors_doc(*AUTH, "ERR_VALIDATION", "ERR_NOT_FOUND")),
+    responses={200: s.LogEntrySerializer(many=True), **error_responses(*AUTH, "ERR_VALIDATION", "ERR_NOT_FOUND")},
 ))
 class TicketLogView(TenantAPIView, generics.ListAPIView):
     serializer_class = s.LogEntrySerializer

@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import exceptions, generics, status
+from rest_framework import generics, status
 from rest_framework.response import Response
 
 from config.api import CursorPagination
@@ -79,12 +79,6 @@ def stores_for(actor: Actor, store_ids) -> list[Store]:
 
 class TeamPagination(CursorPagination):
     ordering = "id"
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except exceptions.NotFound:
-            raise exceptions.ValidationError({self.cursor_query_param: [errors.ERR_VALIDATION.message]}) from None
 
 
 @extend_schema_view(get=team_schema(

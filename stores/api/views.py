@@ -1,11 +1,12 @@
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from stores.api.base import TenantAPIView, get_actor
+from stores.api.schema import AUTH, error_responses, errors_doc
 from stores.api.serializers import ErrorCodeSerializer, StoreSerializer
 from stores.errors import CATALOGUE
 from stores.models import Store
@@ -20,6 +21,10 @@ class StoreFilter(django_filters.FilterSet):
         fields = ["market"]
 
 
+@extend_schema_view(get=extend_schema(
+    summary="Stores", description=("Stores the caller may see, with market, currency, time zone, service score and "
+                                   "eligibility. Cursor-paginated." + errors_doc(*AUTH, "ERR_VALIDATION")),
+    responses={200: StoreSerializer(many=True), **error_responses(*AUTH, "ERR_VALIDATION")}))
 class StoreListView(TenantAPIView, generics.ListAPIView):
     """Stores the caller may see, with market, currency, time zone, service score and eligibility."""
 

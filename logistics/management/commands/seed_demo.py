@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from aftersales.demo import seed_tickets
+from aftersales.demo import seed_order_volumes, seed_tickets
 from aftersales.sla import seed_sla_demo
 from logistics.demo import seed_dropoffs, seed_return_addresses, seed_return_parcels
 from stores.demo import seed_agency
@@ -28,6 +28,7 @@ class Command(BaseCommand):
         created = seed_tickets(logins.agency.pk, tickets)
         parcels = seed_return_parcels(logins.agency.pk)
         sla = seed_sla_demo(logins.agency.pk)
+        seed_order_volumes(logins.agency.pk)
         seed_dropoffs()
         self.stdout.write(_("Demo agency “%(name)s” is ready.") % {"name": logins.agency.name})
         if created:
