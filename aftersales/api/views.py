@@ -8,6 +8,8 @@ operation-log row. Refusals are rendered by ``config.api.exception_handler`` in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -136,16 +138,16 @@ STATE = ("ERR_STATE_001", "ERR_STATE_002")
 
 
 class TicketActionView(TenantAPIView):
-    """A state change: the service call, then the ticket as it is now (with its new allowed_actions)."""
+    """A state change: the service call, then the ticket as it is now (with its new allowed_actions).
+
+    Each subclass defines ``act(who, ticket_id, data)``: the one service call of its action."""
 
     input_serializer: type = s.CommentInputSerializer
+    act: Callable[[Performer, str, dict], None]
 
     def post(self, request, ticket_id):
         self.act(performer(request), str(ticket_id), parse(self.input_serializer, request))
         return Response(render_ticket(request, ticket_id))
-
-    def act(self, who: Performer, ticket_id: str, data: dict) -> None:
-        raise NotImplementedError
 
 
 @extend_schema_view(post=action_schema(
