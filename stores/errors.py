@@ -376,6 +376,24 @@ ERR_SLA_007 = define(
       "timestamp the platform sends and always runs on the wall clock."),
 )
 
+# --- TikTok Shop Partner API (the platform's own code is kept alongside) -------------------------------
+ERR_TTS_001 = define(
+    "ERR_TTS_001", 502, _("TikTok Shop refused the store's access token."),
+    _("Reconnect the store (authorise the app again) if refreshing the token keeps failing."),
+)
+ERR_TTS_002 = define(
+    "ERR_TTS_002", 503, _("TikTok Shop is rate-limiting or temporarily failing; the call was retried."),
+    _("Nothing to do: the sync tries again on its next run."),
+)
+ERR_TTS_003 = define(
+    "ERR_TTS_003", 502, _("TikTok Shop refused the request."),
+    _("The platform's code and message are in the log; check the store's authorisation and scopes."),
+)
+ERR_TTS_004 = define(
+    "ERR_TTS_004", 502, _("TikTok Shop could not be reached or did not answer in its documented format."),
+    _("Nothing to do if it is brief: the sync tries again on its next run."),
+)
+
 # --- inbound webhooks -------------------------------------------------------------------------
 ERR_HOOK_001 = define(
     "ERR_HOOK_001", 401, _("The webhook signature is missing or wrong."),
