@@ -41,9 +41,13 @@ def deliver(alert_ids: list[int]) -> int:
         by_person: dict[int, list[Alert]] = defaultdict(list)
         owners = _owners({a.agency_id for a in alerts})
         users = {u.pk: u for ids in owners.values() for u in ids}
+        sees: dict[tuple[int, int], bool] = {}  # (assignee, store): looked up once, not once per alert
         for alert in alerts:
             assignee = alert.ticket.assignee
-            if assignee is not None and _may_see(assignee, alert):
+            key = (assignee.pk, alert.ticket.store_id) if assignee is not None else None
+            if key is not None and key not in sees:
+                sees[key] = _may_see(assignee, alert)
+            if key is not None and sees[key]:
                 users[assignee.pk] = assignee
                 by_person[assignee.pk].append(alert)
             else:
@@ -67,8 +71,8 @@ def _may_see(user, alert: Alert) -> bool:
 def _owners(agency_ids: set[int]) -> dict[int, list]:
     found: dict[int, list] = defaultdict(list)
     user_model = get_user_model()
-    members = Membership.objects.unscoped().filter(agency_id__in=agency_ids, kind=Membership.Kind.OWNER,
-                                                   user__is_active=True).values_list("agency_id", "user_id")
+    members = list(Membership.objects.unscoped().filter(agency_id__in=agency_ids, kind=Membership.Kind.OWNER,
+                                                        user__is_active=True).values_list("agency_id", "user_id"))
     people = user_model.objects.in_bulk([uid for _a, uid in members])
     for agency_id, user_id in members:
         found[agency_id].append(people[user_id])

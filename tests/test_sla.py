@@ -402,6 +402,28 @@ def test_breach_alerts_reach_the_owner_in_one_digest_once(tenants, mailoutbox):
     assert not Alert.objects.filter(pk__in=ids, notified_at__isnull=True).exists()
 
 
+def test_a_digest_costs_the_same_queries_for_3_alerts_or_12(tenants, mailoutbox):
+    """Who may see what is looked up per (assignee, store), not per alert."""
+    from django.test.utils import CaptureQueriesContext
+
+    from aftersales import notifications
+
+    a, _b = tenants
+    with_email(a.owner, "owner@alpha.example")
+    with_email(a.agent, "agent@alpha.example")
+    counts = []
+    for n in (3, 12):
+        tickets = [age(ticket_in(a.stores[0]), 49) for _ in range(n)]
+        AfterSalesRequest.objects.unscoped().filter(pk__in=[t.pk for t in tickets]).update(assignee=a.agent)
+        sla.sweep()
+        ids = list(Alert.objects.filter(ticket__in=tickets).values_list("pk", flat=True))
+        with CaptureQueriesContext(connection) as ctx:
+            assert notifications.deliver(ids) == len(ids) >= n
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1], counts
+    assert [m.to for m in mailoutbox] == [["agent@alpha.example"]] * 2
+
+
 def test_an_assignee_who_may_see_the_store_hears_instead_of_the_owners(tenants, mailoutbox):
     from aftersales import notifications
 
