@@ -74,6 +74,13 @@ class AfterSalesRequest(models.Model):
     platform_created_at = models.DateTimeField(_("created on the platform"), null=True, blank=True)
     platform_updated_at = models.DateTimeField(_("updated on the platform"), null=True, blank=True)
     raw = models.JSONField(_("platform payload"), default=dict, blank=True)
+    # From the connector's pull: the platform's timeline (Get Return Records) and which decisions it allows now
+    # ({decision: {"eligible", "code", "reason"}}; empty = the platform said nothing, the state machine decides).
+    platform_records = models.JSONField(_("platform timeline"), default=list, blank=True)
+    platform_eligibility = models.JSONField(_("decisions the platform allows"), default=dict, blank=True)
+    # The platform update time the timeline, reasons and eligibility above were fetched for: a sync that stopped
+    # between the upsert and those calls fetches them again (they differ from platform_updated_at).
+    platform_details_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set by the logistics scan watch through services.mark_stalled; cleared by the first scan.
     stalled_at = models.DateTimeField(_("stalled since"), null=True, blank=True)
     # US no-reason returns: the exempt category found on intake (empty when none applies).
@@ -212,6 +219,8 @@ class Evidence(models.Model):
     size = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     note = models.CharField(max_length=500, blank=True)
+    # Evidence pulled from the platform: a stable key per record item, so a re-sync never adds it twice.
+    platform_ref = models.CharField(max_length=64, blank=True, editable=False)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -223,6 +232,8 @@ class Evidence(models.Model):
         ordering = ["created_at", "id"]
         verbose_name = _("evidence")
         verbose_name_plural = _("evidence")
+        constraints = [models.UniqueConstraint(fields=["ticket", "platform_ref"], name="evidence_platform_once",
+                                               condition=~models.Q(platform_ref=""))]
 
     def __str__(self) -> str:
         return f"{self.get_role_display()} {self.get_kind_display()} #{self.pk}"
@@ -299,6 +310,7 @@ class Alert(models.Model):
         BREACHED = "breached", _("Deadline missed")
         BUYER_MESSAGE = "buyer_message", _("New buyer message")
         REVIEW_FAILED = "review_failed", _("Needs manual re-review")
+        PLATFORM_FAILED = "platform_failed", _("TikTok Shop did not take a decision")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
@@ -529,3 +541,14 @@ class OrderVolume(models.Model):
 
     def __str__(self) -> str:
         return f"{self.store_id} {self.day} {self.category or '*'}: {self.units_sold}"
+
+
+# The TikTok Shop connector's models live with its code; imported here so Django registers them in this app.
+from aftersales.tiktok.models import (  # noqa: E402, F401
+    PartnerApp,
+    PlatformDecision,
+    SellerAuthorization,
+    StoreLink,
+    SyncRun,
+    WebhookDelivery,
+)

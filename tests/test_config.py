@@ -42,10 +42,19 @@ def test_production_settings_pass_check_deploy():
         "check", "--deploy", "--fail-level", "WARNING",
         env_overrides={"DJANGO_SETTINGS_MODULE": "config.settings.production", "DEBUG": "0",
                        "SECRET_KEY": "p" * 20 + "r0dUct10n-k3y-Wit4-ENOUGH-entropy-xx" + "z" * 10,
-                       "ALLOWED_HOSTS": "tower.example.com"},
+                       "ALLOWED_HOSTS": "tower.example.com",
+                       "CREDENTIALS_KEYS": "dGhpcy1pcy1hLXRlc3QtZmVybmV0LWtleS0zMi1ieXQ="},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_credential_keys():
+    result = manage("check", env_overrides={"DJANGO_SETTINGS_MODULE": "config.settings.production", "DEBUG": "0",
+                                            "SECRET_KEY": "p" * 20 + "r0dUct10n-k3y-Wit4-ENOUGH-entropy-xx" + "z" * 10,
+                                            "ALLOWED_HOSTS": "tower.example.com", "CREDENTIALS_KEYS": ""})
+    assert result.returncode != 0
+    assert "CREDENTIALS_KEYS" in result.stdout + result.stderr
 
 
 def test_production_refuses_a_weak_secret_key():

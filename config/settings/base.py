@@ -243,6 +243,11 @@ CELERY_BEAT_SCHEDULE = {
     # SLA (issue 5): warnings before deadlines, missed deadlines → compensation, score, log (SKIP LOCKED).
     "aftersales-sla-sweep": {"task": "aftersales.sweep_sla", "schedule": 60.0},
     "aftersales-resume-stale-jobs": {"task": "aftersales.resume_stale_jobs", "schedule": 300.0},
+    # TikTok Shop (issue 7): a pull per linked store (one at a time per store: a lease), and decisions whose
+    # send was lost are sent again with their own idempotency key.
+    "tiktok-sync-all": {"task": "aftersales.tiktok.sync_all", "schedule": 300.0},
+    "tiktok-resend-stale-decisions": {"task": "aftersales.tiktok.resend_stale_decisions", "schedule": 300.0},
+    "tiktok-requeue-webhooks": {"task": "aftersales.tiktok.requeue_webhooks", "schedule": 300.0},
 }
 
 # --- return tracking: the carrier check through a tracking aggregator (AfterShip "get a tracking") ----------
@@ -254,3 +259,29 @@ TRACKING_AGGREGATOR_TIMEOUT_S = env_int("TRACKING_AGGREGATOR_TIMEOUT_S", 5, mini
 TRACKING_CHECK_MAX_RETRIES = env_int("TRACKING_CHECK_MAX_RETRIES", 6, minimum=0)
 TRACKING_CHECK_BACKOFF_S = env_int("TRACKING_CHECK_BACKOFF_S", 30, minimum=1)
 TRACKING_CHECK_BACKOFF_MAX_S = env_int("TRACKING_CHECK_BACKOFF_MAX_S", 3600, minimum=1)
+
+# --- TikTok Shop connector ---------------------------------------------------------------------
+# Fernet keys (comma-separated, newest first) that encrypt partner-app secrets and seller tokens at rest.
+# Unset: one key derived from SECRET_KEY (local development; production.py requires the variable).
+# Rotation (docs/CONNECTOR.md): put a new key first, run `manage.py rotate_credentials`, drop the old key.
+CREDENTIALS_KEYS = env_list("CREDENTIALS_KEYS", [])
+# How far back each pull re-reads (seconds): updates stamped just before the last watermark but committed
+# on the platform after it are not missed; the upsert is idempotent, so the overlap costs only reads.
+TTS_SYNC_OVERLAP_SECONDS = env_int("TTS_SYNC_OVERLAP_SECONDS", 300, minimum=0)
+# A sync run holds its store's lease this long without renewing it before another worker may take over.
+TTS_SYNC_LEASE_SECONDS = env_int("TTS_SYNC_LEASE_SECONDS", 120, minimum=10)
+# Refresh an access token this long before it expires (tokens live 7 days).
+TTS_TOKEN_REFRESH_MARGIN_SECONDS = env_int("TTS_TOKEN_REFRESH_MARGIN_SECONDS", 3600, minimum=0)
+TTS_HTTP_TIMEOUT_SECONDS = env_int("TTS_HTTP_TIMEOUT_SECONDS", 15, minimum=1)
+# Hosts a partner app may send its secret and tokens to (its API, token and authorisation pages): the platform's.
+# A local emulator is allowed in development; elsewhere list it here. Guards against pointing an app elsewhere.
+TTS_ALLOWED_HOSTS = env_list("TTS_ALLOWED_HOSTS", ["open-api.tiktokglobalshop.com", "auth.tiktok-shops.com",
+                                                   "services.tiktokshop.com", "auth.tiktok-shops.cn"])
+if DEBUG:
+    TTS_ALLOWED_HOSTS = [*TTS_ALLOWED_HOSTS, "127.0.0.1", "localhost"]
+# Where evidence images may be downloaded from (host suffixes of the platform's media CDN), besides the app's API
+# host; anything else is kept as a link. Redirects and proxies are not followed.
+TTS_MEDIA_HOST_SUFFIXES = env_list("TTS_MEDIA_HOST_SUFFIXES", [".tiktokcdn.com", ".tiktokcdn-us.com",
+                                                               ".tiktokcdn-eu.com", ".ibyteimg.com",
+                                                               ".byteimg.com", ".tiktokv.com"])
+TTS_WEBHOOK_MAX_BYTES = env_int("TTS_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)

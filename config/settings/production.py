@@ -39,3 +39,8 @@ STORAGES = {
 
 # Browsable API is never enabled in production; JSON only.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
+
+# Stored partner-app secrets and seller tokens must not depend on SECRET_KEY in production.
+CREDENTIALS_KEYS = env_list("CREDENTIALS_KEYS", [])
+if not CREDENTIALS_KEYS:
+    raise ConfigError("CREDENTIALS_KEYS is not set: one or more Fernet keys, newest first (docs/CONNECTOR.md)")

@@ -16,3 +16,6 @@ MEDIA_ROOT = tempfile.mkdtemp(prefix="tower-test-media-")
 
 # Mail stays in memory (django.core.mail.outbox), also in a worker started inside a test.
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# The TikTok Shop emulator runs on the loopback interface.
+TTS_ALLOWED_HOSTS = [*TTS_ALLOWED_HOSTS, "127.0.0.1", "localhost"]  # noqa: F405
