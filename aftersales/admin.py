@@ -49,6 +49,7 @@ APPROVE_DECISION = {
     RequestType.REFUND_ONLY: Decision.APPROVE_REFUND,
     RequestType.RETURN_AND_REFUND: Decision.APPROVE_RETURN,
     RequestType.EXCHANGE: Decision.APPROVE_REPLACEMENT,
+    RequestType.CANCELLATION: Decision.APPROVE_REQUEST_CANCEL,
 }
 
 # How many return ids an action message lists before it says "and N more".
@@ -672,3 +673,7 @@ class AutoRuleAdmin(admin.ModelAdmin):
             ok, text = self._dry_run_text(rule)
             self.message_user(request, _("%(name)s: %(result)s") % {"name": rule.name, "result": text},
                               messages.INFO if ok else messages.ERROR)
+
+
+# The TikTok Shop connector's admin pages (partner apps, authorisations, sync reports, webhooks, outbox).
+from aftersales.tiktok import admin as tiktok_admin  # noqa: E402, F401

@@ -65,7 +65,8 @@ PARAM_KEYS = {"approve": (), "reply": ("reply_id",), "assign": ("user_ids",), "t
 REQUIRED_PARAMS = {"reply": ("reply_id",), "assign": ("user_ids",), "tag": ("tags",)}
 APPROVE_DECISION = {RequestType.REFUND_ONLY: Decision.APPROVE_REFUND,
                     RequestType.RETURN_AND_REFUND: Decision.APPROVE_RETURN,
-                    RequestType.EXCHANGE: Decision.APPROVE_REPLACEMENT}
+                    RequestType.EXCHANGE: Decision.APPROVE_REPLACEMENT,
+                    RequestType.CANCELLATION: Decision.APPROVE_REQUEST_CANCEL}
 MAX_LIST = 50
 MAX_TAG = 40
 MAX_PREVIEW_DAYS = 365

@@ -29,6 +29,12 @@ def timeline(ticket: AfterSalesRequest) -> QuerySet[OperationLog]:
     return OperationLog.objects.filter(ticket_id=ticket.pk).select_related("actor_user").order_by("id")
 
 
+def platform_allows(ticket: AfterSalesRequest, decision: str) -> bool:
+    """False only when the platform's decision eligibility marked this decision ineligible for the request."""
+    verdict = (ticket.platform_eligibility or {}).get(decision)
+    return not (isinstance(verdict, dict) and verdict.get("eligible") is False)
+
+
 def allowed_actions(actor: Actor, ticket: AfterSalesRequest, perms: set[str] | None = None) -> list[str]:
     """What this person may do to this request now (state × role), so clients never guess."""
     if perms is None:
@@ -37,7 +43,10 @@ def allowed_actions(actor: Actor, ticket: AfterSalesRequest, perms: set[str] | N
     for action in ACTIONS:
         if not action.startswith(SELLER_ACTION_PREFIXES) or not targets(action, ticket.type, ticket.state):
             continue
-        needed = ACTION_PERMS[action.split(":")[0]]
+        verb, _sep, decision = action.partition(":")
+        if decision and not platform_allows(ticket, decision):
+            continue  # the platform said no (decision eligibility): the button is not offered
+        needed = ACTION_PERMS[verb]
         if all(p in perms for p in needed):
             result.append(action)
     if ticket.state in OPEN_STATES and all(p in perms for p in ESCALATE_PERMS):

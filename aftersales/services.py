@@ -14,15 +14,17 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aftersales import events, oplog, sla
-from aftersales.models import AfterSalesRequest, LineItem
+from aftersales.models import ActorKind, AfterSalesRequest, LineItem
 from aftersales.oplog import PLATFORM, Performer
 from aftersales.states import (
     ACTIONS,
+    PLATFORM_TYPE,
     Arbitration,
     Decision,
     RequestType,
@@ -50,7 +52,7 @@ ACTION_PERMS: dict[str, tuple[str, ...]] = {
 
 # Decisions that are rejections; the rest are approvals.
 REJECT_DECISIONS = {Decision.REJECT_REFUND, Decision.REJECT_RETURN, Decision.REJECT_RECEIVED_PACKAGE,
-                    Decision.REJECT_REPLACEMENT}
+                    Decision.REJECT_REPLACEMENT, Decision.REJECT_REQUEST_CANCEL}
 
 # Used when the platform has not sent a request-specific list (e.g. demo data); names as observed.
 DEFAULT_REJECT_REASONS = [
@@ -59,6 +61,12 @@ DEFAULT_REJECT_REASONS = [
      "text": "Product already used, damaged or removed from original packaging"},
     {"name": "reverse_reject_request_reason_4", "text": "Product delivery is on schedule"},
     {"name": "reverse_reject_request_reason_5", "text": "Reached an agreement with the buyer"},
+]
+
+DEFAULT_CANCEL_REJECT_REASONS = [
+    {"name": "order_manage_list_action_respond_popup_reject_reason_invalid_cancellation_reason",
+     "text": "The cancellation reason is not valid"},
+    {"name": "order_manage_list_action_respond_popup_reject_reason_delivered", "text": "The order was delivered"},
 ]
 
 MAX_COMMENT = 500
@@ -71,7 +79,8 @@ def lock_ticket(performer: Performer, ticket_id) -> AfterSalesRequest:
     qs = qs.for_actor(performer.actor) if performer.actor is not None else qs.unscoped()
     lookup = {"pk": ticket_id} if isinstance(ticket_id, int) else {"public_id": ticket_id}
     try:
-        return qs.select_for_update(of=("self",)).select_related("store__market").get(**lookup)
+        # The store's platform link comes along (a LEFT JOIN, not locked): decisions on linked stores go to the outbox.
+        return qs.select_for_update(of=("self",)).select_related("store__market", "store__tiktok_link").get(**lookup)
     except (AfterSalesRequest.DoesNotExist, ValueError, TypeError, DjangoValidationError):
         raise AppError(errors.ERR_NOT_FOUND) from None
 
@@ -112,6 +121,8 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
             ticket.save()
             oplog.record(ticket, performer=performer, action=log_name, before=before, after=ticket.state,
                          payload=payload)
+            if log_name in ("approve", "reject") and performer.kind not in (ActorKind.PLATFORM, ActorKind.BUYER):
+                _queue_for_platform(ticket, log_name, payload)
             events.publish(events.STATE_CHANGED, ticket_id=ticket.pk, action=action, before=before,
                            after=ticket.state, payload=payload)
             return ticket
@@ -120,6 +131,27 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
             oplog.record_failure(locked_pk, performer=performer, action=log_name, error_code=exc.code,
                                  message=exc.detail or str(exc.error.message), payload=payload)
         raise
+
+
+def _queue_for_platform(ticket: AfterSalesRequest, operation: str, payload: dict) -> None:
+    """A decision on a store linked to TikTok Shop is written to the outbox with the decision (same transaction)
+    and sent after commit (aftersales.tiktok.outbox)."""
+    try:
+        linked = ticket.store.tiktok_link is not None
+    except ObjectDoesNotExist:
+        linked = False
+    if linked:
+        from aftersales.tiktok import outbox
+
+        outbox.enqueue(ticket, operation, payload)
+
+
+def _check_eligible(ticket: AfterSalesRequest, decision: str) -> None:
+    """Where the platform said which decisions it allows now (decision eligibility), respect it."""
+    verdict = (ticket.platform_eligibility or {}).get(str(decision))
+    if isinstance(verdict, dict) and verdict.get("eligible") is False:
+        raise AppError(errors.ERR_TTS_009, detail=str(verdict.get("reason") or "")[:300] or None,
+                       data={"decision": str(decision), "platform_code": verdict.get("code") or ""})
 
 
 # --- seller actions --------------------------------------------------------------------------------
@@ -147,6 +179,7 @@ def approve(performer: Performer, ticket_id, decision: str, *, partial_refund: s
         decision = Decision.DIRECT_REFUND  # the platform's "returnless refund"
 
     def change(ticket: AfterSalesRequest, target: str):
+        _check_eligible(ticket, decision)
         if decision == Decision.OFFER_PARTIAL_REFUND:
             if partial_refund is None:
                 raise AppError(errors.ERR_REFUND_002, fields={"partial_refund": ["required for a partial offer"]})
@@ -164,6 +197,8 @@ def approve(performer: Performer, ticket_id, decision: str, *, partial_refund: s
 
 
 def _reject_decision(ticket: AfterSalesRequest) -> str:
+    if ticket.type == RequestType.CANCELLATION:
+        return Decision.REJECT_REQUEST_CANCEL
     if ticket.type == RequestType.EXCHANGE:
         return Decision.REJECT_REPLACEMENT
     if ticket.type == RequestType.REFUND_ONLY:
@@ -174,7 +209,9 @@ def _reject_decision(ticket: AfterSalesRequest) -> str:
 
 
 def reject_reasons(ticket: AfterSalesRequest) -> list[dict[str, str]]:
-    return ticket.reject_reasons or DEFAULT_REJECT_REASONS
+    if ticket.reject_reasons:
+        return ticket.reject_reasons
+    return DEFAULT_CANCEL_REJECT_REASONS if ticket.type == RequestType.CANCELLATION else DEFAULT_REJECT_REASONS
 
 
 def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
@@ -193,6 +230,7 @@ def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
         return _target(f"reject:{chosen['decision']}", ticket)
 
     def change(ticket: AfterSalesRequest, target: str):
+        _check_eligible(ticket, chosen["decision"])
         names = {r["name"] for r in reject_reasons(ticket)}
         if reason not in names:
             raise AppError(errors.ERR_REVIEW_001, fields={"reason": sorted(names)})
@@ -318,13 +356,22 @@ def replacement_delivered(ticket_id) -> AfterSalesRequest:
     return perform(PLATFORM, ticket_id, "replacement_delivered", None)
 
 
+# Platform fields a newer copy of a request refreshes (from parse_return): amounts, deadlines, handling details.
+REFRESHED_FIELDS = ("arbitration_status", "refund_total", "refund_subtotal", "refund_shipping_fee", "refund_tax",
+                    "seller_next_actions", "platform_deadline", "shipment_type", "handover_method", "return_method",
+                    "can_buyer_keep_item", "is_quick_refund", "raw")
+
+
 def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = PLATFORM,
-                          payload: dict | None = None, updated_at: dt.datetime | None = None) -> AfterSalesRequest:
+                          payload: dict | None = None, updated_at: dt.datetime | None = None,
+                          fields: dict | None = None) -> AfterSalesRequest:
     """The platform is the source of truth for its own status: take it, or flag an unknown one.
 
     Updates can arrive out of order (webhook retries, overlapping sync windows): one older than the
     platform update time we already hold is logged with ERR_SYNC_003 and changes nothing, so a replay
-    can never move a finished request back.
+    can never move a finished request back. The very update already applied (same update time, same
+    status) is a no-op without a log row: overlapping sync windows and webhook re-fetches read it again.
+    ``fields`` (from ``parse_return``) refreshes the platform's other fields with a newer copy.
     """
     mapped = state_for_platform_status(raw_status)
     locked_pk: int | None = None
@@ -339,8 +386,16 @@ def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = 
                          payload={"raw_status": raw_status, "update_time": updated_at.isoformat(),
                                   "held_update_time": ticket.platform_updated_at.isoformat(), **(payload or {})})
             return ticket
+        if (updated_at is not None and held == updated_at
+                and ticket.platform_status == normalise_platform_status(raw_status)[:64]):
+            return ticket
         if updated_at is not None:
             ticket.platform_updated_at = updated_at
+        deadline_before = ticket.platform_deadline
+        for name in REFRESHED_FIELDS if fields else ():
+            setattr(ticket, name, fields[name])
+        if fields and fields.get("reject_reasons"):
+            ticket.reject_reasons = fields["reject_reasons"]
         ticket.platform_status = normalise_platform_status(raw_status)[:64]
         if mapped is None:
             ticket.platform_status_unknown = True
@@ -353,6 +408,8 @@ def apply_platform_status(ticket_id, raw_status: str, *, performer: Performer = 
         if mapped != before:
             ticket.state = mapped
             ticket.state_changed_at = timezone.now()
+        if mapped != before or ticket.platform_deadline != deadline_before:
+            sla.set_deadlines(ticket)  # a finished request stops being watched; a moved platform deadline counts
         ticket.save()
         code, message = _review_failure(ticket, before, payload)
         oplog.record(ticket, performer=performer, action="platform_status", before=before, after=ticket.state,
@@ -404,8 +461,7 @@ def parse_return(store: Store, data: dict) -> tuple[dict, list[dict]]:
     missing = [k for k in ("return_id", "order_id", "return_type") if not data.get(k)]
     if missing:
         raise AppError(errors.ERR_SYNC_002, fields={k: ["required"] for k in missing})
-    rtype = {"REFUND": RequestType.REFUND_ONLY, "RETURN_AND_REFUND": RequestType.RETURN_AND_REFUND,
-             "REPLACEMENT": RequestType.EXCHANGE}.get(str(data["return_type"]).upper())
+    rtype = PLATFORM_TYPE.get(str(data["return_type"]).upper())
     if rtype is None:
         raise AppError(errors.ERR_SYNC_002, fields={"return_type": [f"unknown {data['return_type']!r}"]})
     amounts = data.get("refund_amount") or {}
@@ -482,7 +538,7 @@ def intake(store: Store, data: dict, *, performer: Performer = PLATFORM) -> tupl
             if existing is None:
                 raise AppError(errors.ERR_SYNC_002, detail="the request could not be stored") from None
     ticket = apply_platform_status(existing, raw_status, performer=performer, payload={"role": data.get("role")},
-                                   updated_at=fields["platform_updated_at"])
+                                   updated_at=fields["platform_updated_at"], fields=fields)
     return ticket, False
 
 

@@ -18,6 +18,7 @@ class RequestType(models.TextChoices):
     REFUND_ONLY = "refund_only", _("Refund only (仅退款)")
     RETURN_AND_REFUND = "return_and_refund", _("Return and refund (退货退款)")
     EXCHANGE = "exchange", _("Exchange (换货)")
+    CANCELLATION = "cancellation", _("Order cancellation (取消订单)")
 
 
 class State(models.TextChoices):
@@ -58,6 +59,9 @@ class Decision(models.TextChoices):
     REJECT_RETURN = "REJECT_RETURN", _("Reject return")
     REJECT_RECEIVED_PACKAGE = "REJECT_RECEIVED_PACKAGE", _("Reject received package")
     REJECT_REPLACEMENT = "REJECT_REPLACEMENT", _("Reject replacement")
+    # Buyer cancellation requests (names from the platform's decision eligibility, 202601).
+    APPROVE_REQUEST_CANCEL = "APPROVE_REQUEST_CANCEL", _("Approve cancellation")
+    REJECT_REQUEST_CANCEL = "REJECT_REQUEST_CANCEL", _("Reject cancellation")
 
 
 class Arbitration(models.TextChoices):
@@ -68,6 +72,8 @@ class Arbitration(models.TextChoices):
 
 
 R, RR, EX = RequestType.REFUND_ONLY, RequestType.RETURN_AND_REFUND, RequestType.EXCHANGE
+CX = RequestType.CANCELLATION
+# After-sales requests proper; a cancellation (before shipping) has its own, shorter path below.
 ALL_TYPES = (R, RR, EX)
 S = State
 
@@ -98,11 +104,14 @@ ACTIONS: dict[str, list[Step]] = {
     "reject:REJECT_RETURN": [step([RR], [S.PENDING_REVIEW], S.REJECTED)],
     "reject:REJECT_RECEIVED_PACKAGE": [step([RR], [S.RETURN_IN_TRANSIT], S.PACKAGE_REJECTED)],
     "reject:REJECT_REPLACEMENT": [step([EX], [S.PENDING_REVIEW], S.REJECTED)],
+    "approve:APPROVE_REQUEST_CANCEL": [step([CX], [S.PENDING_REVIEW], S.REFUND_APPROVED)],
+    "reject:REJECT_REQUEST_CANCEL": [step([CX], [S.PENDING_REVIEW], S.REJECTED)],
     "request_evidence": [step(ALL_TYPES, [S.PENDING_REVIEW], S.AWAITING_BUYER)],
     "refund": [step([R, RR, EX], [S.REFUND_APPROVED], S.COMPLETED)],
     "ship_replacement": [step([EX], [S.REPLACEMENT_APPROVED], S.REPLACEMENT_SHIPPED)],
     "close": [step(ALL_TYPES, [S.AWAITING_BUYER, S.REJECTED, S.PACKAGE_REJECTED, S.REPLACEMENT_SHIPPED],
-                   S.CLOSED)],
+                   S.CLOSED),
+              step([CX], [S.REJECTED], S.CLOSED)],
     # --- platform arbitration (平台仲裁) ---
     "arbitration:IN_PROGRESS": [step(ALL_TYPES, [S.PENDING_REVIEW, S.AWAITING_BUYER, S.REJECTED,
                                                  S.PACKAGE_REJECTED, S.RETURN_IN_TRANSIT], S.IN_ARBITRATION)],
@@ -114,7 +123,8 @@ ACTIONS: dict[str, list[Step]] = {
     # --- buyer events ---
     "buyer_shipped": [step([RR], [S.AWAITING_RETURN], S.RETURN_IN_TRANSIT)],
     "buyer_cancelled": [step(ALL_TYPES, [S.PENDING_REVIEW, S.AWAITING_BUYER, S.AWAITING_RETURN, S.REJECTED],
-                             S.CANCELLED)],
+                             S.CANCELLED),
+                        step([CX], [S.PENDING_REVIEW], S.CANCELLED)],
     "buyer_responded": [step(ALL_TYPES, [S.AWAITING_BUYER], S.PENDING_REVIEW)],
     "buyer_accepted_offer": [step([R, RR], [S.AWAITING_BUYER], S.REFUND_APPROVED)],
     # --- platform-side completion ---
@@ -144,7 +154,7 @@ def allowed_actions(rtype: str, source: str) -> list[str]:
 
 
 # --- platform vocabulary ----------------------------------------------------------------------
-PLATFORM_TYPE = {"REFUND": R, "RETURN_AND_REFUND": RR, "REPLACEMENT": EX}
+PLATFORM_TYPE = {"REFUND": R, "RETURN_AND_REFUND": RR, "REPLACEMENT": EX, "CANCELLATION": CX}
 
 PLATFORM_STATUS: dict[str, str] = {
     "RETURN_OR_REFUND_REQUEST_PENDING": S.PENDING_REVIEW,
@@ -168,6 +178,12 @@ PLATFORM_STATUS: dict[str, str] = {
     "REPLACEMENT_REQUEST_CANCEL": S.CANCELLED,
     "REPLACEMENT_REQUEST_COMPLETE": S.COMPLETED,
     "AWAITING_BUYER_RESPONSE": S.AWAITING_BUYER,
+    # Cancellations (§1.8). The request filter says CANCEL, the response doc CANCELLED: accept both.
+    "CANCELLATION_REQUEST_PENDING": S.PENDING_REVIEW,
+    "CANCELLATION_REQUEST_SUCCESS": S.REFUND_APPROVED,
+    "CANCELLATION_REQUEST_CANCEL": S.CANCELLED,
+    "CANCELLATION_REQUEST_CANCELLED": S.CANCELLED,
+    "CANCELLATION_REQUEST_COMPLETE": S.COMPLETED,
 }
 
 

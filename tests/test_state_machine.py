@@ -10,7 +10,7 @@ from stores.errors import AppError
 from tests.conftest import platform_return
 
 PLATFORM_TYPE = {RequestType.REFUND_ONLY: "REFUND", RequestType.RETURN_AND_REFUND: "RETURN_AND_REFUND",
-                 RequestType.EXCHANGE: "REPLACEMENT"}
+                 RequestType.EXCHANGE: "REPLACEMENT", RequestType.CANCELLATION: "CANCELLATION"}
 
 
 def run(action: str, ticket: AfterSalesRequest, owner: Performer):
@@ -18,7 +18,8 @@ def run(action: str, ticket: AfterSalesRequest, owner: Performer):
     if action.startswith("approve:"):
         return services.approve(owner, pid, action.split(":")[1], partial_refund="5.00")
     if action.startswith("reject:"):
-        return services.reject(owner, pid, reason="reverse_reject_request_reason_1", decision=action.split(":")[1])
+        reason = services.reject_reasons(ticket)[0]["name"]  # returns and cancellations have their own lists
+        return services.reject(owner, pid, reason=reason, decision=action.split(":")[1])
     if action.startswith("arbitration:"):
         return services.record_arbitration(owner, pid, action.split(":")[1])
     calls = {

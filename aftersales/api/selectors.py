@@ -17,10 +17,11 @@ from stores.scoping import Actor
 
 # The plain approval of each type, in the order tried: the first one the request's state offers is the default.
 PLAIN_APPROVALS = (Decision.APPROVE_REFUND, Decision.APPROVE_RETURN, Decision.APPROVE_RECEIVED_PACKAGE,
-                   Decision.APPROVE_REPLACEMENT)
+                   Decision.APPROVE_REPLACEMENT, Decision.APPROVE_REQUEST_CANCEL)
 TYPE_APPROVAL = {RequestType.REFUND_ONLY: Decision.APPROVE_REFUND,
                  RequestType.RETURN_AND_REFUND: Decision.APPROVE_RETURN,
-                 RequestType.EXCHANGE: Decision.APPROVE_REPLACEMENT}
+                 RequestType.EXCHANGE: Decision.APPROVE_REPLACEMENT,
+                 RequestType.CANCELLATION: Decision.APPROVE_REQUEST_CANCEL}
 
 
 def ticket_queue(actor: Actor | None) -> QuerySet[AfterSalesRequest]:
