@@ -61,3 +61,8 @@ def resume_stale_jobs() -> int:
     for job_id in ids:
         run_job.delay(job_id)
     return len(ids)
+
+
+# The connector's tasks live with its code; imported so every worker registers them.
+from aftersales.tiktok import tasks as tiktok_tasks  # noqa: E402, F401
+from aftersales.tiktok import webhooks as tiktok_webhooks  # noqa: E402, F401
