@@ -12,11 +12,13 @@ urlpatterns = [
     path("api/v1/", include("aftersales.api.exchange_urls")),
     path("api/v1/", include("aftersales.api.resource_urls")),
     path("api/v1/", include("logistics.api.urls")),
+    path("api/v1/", include("aftersales.api.tiktok_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("webhooks/", include("logistics.webhook_urls")),
+    path("", include("aftersales.tiktok.urls")),
     path("", include("portal.urls")),
 ]
 
