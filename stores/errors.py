@@ -393,6 +393,47 @@ ERR_TTS_004 = define(
     "ERR_TTS_004", 502, _("TikTok Shop could not be reached or did not answer in its documented format."),
     _("Nothing to do if it is brief: the sync tries again on its next run."),
 )
+ERR_TTS_005 = define(
+    "ERR_TTS_005", 500, _("Stored TikTok Shop credentials cannot be decrypted with the configured keys."),
+    _("Put the key they were encrypted with back into CREDENTIALS_KEYS (newest first), then run "
+      "rotate_credentials."),
+)
+ERR_TTS_006 = define(
+    "ERR_TTS_006", 409, _("This store is not connected to TikTok Shop, or its authorisation has ended."),
+    _("Connect the store: an owner authorises the partner app for the seller account."),
+)
+ERR_TTS_007 = define(
+    "ERR_TTS_007", 400, _("The authorisation link is invalid, expired or was already used."),
+    _("Start the connection again from the store list; links are valid for 10 minutes and once."),
+)
+ERR_TTS_008 = define(
+    "ERR_TTS_008", 409, _("This TikTok shop is already connected to another agency."),
+    _("A shop can be run by one agency at a time: the other agency must disconnect it first."),
+)
+ERR_TTS_009 = define(
+    "ERR_TTS_009", 409, _("The platform does not allow this decision for the request right now."),
+    _("The platform's reason is shown with the request; refresh it to see the decisions still available."),
+)
+ERR_TTS_010 = define(
+    "ERR_TTS_010", 409, _("A sync of this store is already running."),
+    _("Nothing to do: the running sync covers the same changes; the report shows when it ends."),
+)
+ERR_TTS_012 = define(
+    "ERR_TTS_012", 409, _("There is no failed decision to send again for this request."),
+    _("Only a decision TikTok Shop did not take can be sent again; a confirmed or sending one needs nothing."),
+)
+ERR_TTS_013 = define(
+    "ERR_TTS_013", 400, _("The shop's region is not one of the markets served here."),
+    _("The shop was left out; the other shops of the seller were connected."),
+)
+ERR_TTS_014 = define(
+    "ERR_TTS_014", 400, _("The partner app points at a host that is not one of TikTok Shop's."),
+    _("Use the platform's hosts; others (a local emulator) must be listed in TTS_ALLOWED_HOSTS."),
+)
+ERR_TTS_011 = define(
+    "ERR_TTS_011", 502, _("TikTok Shop did not confirm the decision; it is kept and can be sent again."),
+    _("See the platform's code on the request; send the decision again once the cause is fixed."),
+)
 
 # --- inbound webhooks -------------------------------------------------------------------------
 ERR_HOOK_001 = define(

@@ -183,6 +183,39 @@ def job(tenant, store):
     return jobs.start_bulk(actor_for_user(tenant.agent), "close", [str(ticket(store).public_id)], {})
 
 
+def store_link(tenant, store):
+    """The store linked to a TikTok Shop seller authorisation of its agency, with one finished sync run."""
+    from aftersales.tiktok.models import PartnerApp, SellerAuthorization, StoreLink, SyncRun
+
+    app, _ = PartnerApp.objects.for_agency(tenant.agency).get_or_create(
+        agency=tenant.agency, app_key=f"{tenant.agency.slug}-matrix", defaults={"name": "M", "app_secret": "s"})
+    auth, _ = SellerAuthorization.objects.for_agency(tenant.agency).get_or_create(
+        agency=tenant.agency, app=app, open_id="matrix", defaults={"access_token": "a", "refresh_token": "r"})
+    link, _ = StoreLink.objects.for_agency(tenant.agency).get_or_create(
+        store=store, defaults={"agency": tenant.agency, "authorization": auth})
+    SyncRun.objects.create(agency=tenant.agency, store=store, trigger="manual", status="succeeded")
+    return link
+
+
+def sync_run(tenant, store):
+    from aftersales.tiktok.models import SyncRun
+
+    store_link(tenant, store)
+    return SyncRun.objects.for_agency(tenant.agency).filter(store=store).latest("id")
+
+
+def failed_decision_ticket(tenant, store):
+    """A request on a linked store whose decision TikTok Shop refused."""
+    from aftersales.tiktok.models import PlatformDecision
+
+    store_link(tenant, store)
+    obj = ticket(store)
+    PlatformDecision.objects.create(agency=tenant.agency, ticket=obj, operation="approve", decision="APPROVE_REFUND",
+                                    idempotency_key=str(uuid.uuid4()), status="failed", error_code="ERR_TTS_003",
+                                    platform_code=48001001)
+    return obj
+
+
 def finished_export(tenant, store):
     """An export job the agent started, run to the end (it has its CSV)."""
     from django.http import QueryDict
@@ -390,6 +423,18 @@ ROUTES: dict[str, Route] = {
                          counted=("aftersales.Job",), calls={"get": Call()}),
     "jobs-file": Route("object", build=finished_export, kwargs=lambda j: {"job_id": j.public_id}, hidden=JOB_HIDDEN,
                        counted=("aftersales.Job",), calls={"get": Call()}),
+    # --- TikTok Shop connector
+    "tiktok-connections": Route("collection", build=store_link, row_id=lambda link: str(link.store.public_id),
+                                counted=("aftersales.StoreLink",), calls={"get": Call()}),
+    "tiktok-sync-runs": Route("collection", build=sync_run, row_id=lambda run: str(run.store.public_id),
+                              list_query=lambda run: {"store": str(run.store.public_id)},
+                              counted=("aftersales.SyncRun",), calls={"get": Call()}),
+    "tiktok-store-sync": Route("object", build=store_link, kwargs=lambda link: {"store_id": link.store.public_id},
+                               row_id=lambda link: str(link.store.public_id), counted=("aftersales.SyncRun",),
+                               calls={"post": Call(ok=202, perm="ERR_PERM_001")}),
+    "aftersales-platform-resend": Route("object", build=failed_decision_ticket,
+                                        counted=("aftersales.PlatformDecision",),
+                                        calls={"post": Call(ok=202, perm="ERR_PERM_001")}),
     # --- quick replies, sensitive words, buyers, analytics
     "reply-list": Route("collection", build=quick_reply, list_query=lambda r: {"store": str(r.store.public_id)},
                         counted=("aftersales.QuickReply",),

@@ -75,6 +75,31 @@ def add_tenant_rows(tenant: Tenant) -> None:
 
     OrderVolume.objects.create(agency=agency, store=stores[-1], day=timezone.now().date(), category="apparel",
                                units_sold=10)
+    _connector_rows(tenant, ticket)
+
+
+def _connector_rows(tenant: Tenant, ticket) -> None:
+    """A partner app, an authorisation linking the ticket's store, a sync run, a webhook and an outbox row."""
+    from aftersales.tiktok.models import (
+        PartnerApp,
+        PlatformDecision,
+        SellerAuthorization,
+        StoreLink,
+        SyncRun,
+        WebhookDelivery,
+    )
+
+    agency, store = tenant.agency, ticket.store
+    app = PartnerApp.objects.create(agency=agency, name="App", app_key=f"{agency.slug}-key",
+                                    app_secret=f"{agency.slug}-secret")
+    auth = SellerAuthorization.objects.create(agency=agency, app=app, open_id=f"{agency.slug}-open",
+                                              access_token=f"{agency.slug}-access", refresh_token=f"{agency.slug}-r")
+    StoreLink.objects.create(agency=agency, store=store, authorization=auth, sync_enabled=False)
+    SyncRun.objects.create(agency=agency, store=store, trigger="manual", status="succeeded", counts={"created": 1})
+    WebhookDelivery.objects.create(agency=agency, app=app, notification_id=f"{agency.slug}-n1", type=12,
+                                   shop_id=store.shop_id, store=store, outcome="processed")
+    PlatformDecision.objects.create(agency=agency, ticket=ticket, operation="approve", decision="APPROVE_REFUND",
+                                    idempotency_key=f"{agency.slug}-decision-1", status="confirmed")
 
 
 def _sla_rows(tenant: Tenant, ticket) -> None:

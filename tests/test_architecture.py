@@ -22,6 +22,8 @@ def adapter_files() -> list[Path]:
         base = ROOT / app
         files += list((base / "api").rglob("*.py"))
         files += [p for p in (base / "tasks.py", base / "admin.py") if p.exists()]
+        # Sub-packages (e.g. aftersales/tiktok) have their own adapters: admin, tasks, views.
+        files += [p for p in base.glob("*/*.py") if p.name in ("admin.py", "tasks.py") or p.name.endswith("views.py")]
         files += list((base / "tasks").rglob("*.py")) if (base / "tasks").is_dir() else []
     files += [p for p in (ROOT / "portal").rglob("*.py") if "migrations" not in p.parts]
     return sorted(set(files))

@@ -189,7 +189,7 @@ class EvidenceSerializer(serializers.Serializer):
         if evidence.kind == Evidence.Kind.VIDEO:
             return evidence.url or None
         if not evidence.file:
-            return None
+            return evidence.url or None  # a platform image that could not be downloaded: its link as sent
         path = reverse("portal:evidence_file", kwargs={"evidence_id": evidence.public_id})
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
@@ -221,6 +221,28 @@ class RejectReasonSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
+class PlatformDecisionSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    decision = serializers.CharField()
+    status = serializers.CharField(help_text=(
+        "sending: queued or being retried; confirmed: TikTok Shop accepted it; failed: refused or out of retries "
+        "(see error_code and platform_code)."))
+    error_code = serializers.CharField(help_text="Our catalogue code of the last failure (ERR_TTS_…).")
+    platform_code = serializers.IntegerField(allow_null=True, help_text="The platform's own code, kept as sent.")
+    message = serializers.CharField()
+    attempts = serializers.IntegerField()
+    created_at = IsoDateTimeField()
+    confirmed_at = IsoDateTimeField(allow_null=True)
+
+
+class PlatformRecordSerializer(serializers.Serializer):
+    role = serializers.CharField(default="")
+    description = serializers.CharField(default="")
+    reason_text = serializers.CharField(default="")
+    note = serializers.CharField(default="")
+    create_time = serializers.IntegerField(allow_null=True, default=None)
+
+
 class TicketDetailSerializer(TicketListSerializer):
     arbitration_status = serializers.CharField()
     initiator_role = serializers.CharField()
@@ -239,6 +261,11 @@ class TicketDetailSerializer(TicketListSerializer):
     evidence = serializers.SerializerMethodField()
     shipment = serializers.SerializerMethodField()
     reject_reasons = serializers.SerializerMethodField()
+    platform_decision = serializers.SerializerMethodField(help_text=(
+        "For stores connected to TikTok Shop: the last decision sent to the platform and where it stands; null "
+        "when none was sent."))
+    platform_timeline = serializers.SerializerMethodField(help_text=(
+        "The platform's own record of the request (Get Return Records), oldest first; evidence is under evidence."))
     allowed_actions = serializers.SerializerMethodField(help_text=(
         "What this caller may do now (state × role), e.g. approve:APPROVE_REFUND, reject:REJECT_RETURN, "
         "request_evidence, refund, ship_replacement, close, escalate. POST the part before the colon (underscores as "
@@ -267,6 +294,16 @@ class TicketDetailSerializer(TicketListSerializer):
 
     def get_allowed_actions(self, ticket) -> list[str]:
         return self.context["allowed_actions"]
+
+    @extend_schema_field(PlatformDecisionSerializer(allow_null=True))
+    def get_platform_decision(self, ticket):
+        decision = self.context.get("platform_decision")
+        return PlatformDecisionSerializer(decision).data if decision is not None else None
+
+    @extend_schema_field(PlatformRecordSerializer(many=True))
+    def get_platform_timeline(self, ticket):
+        records = [r for r in ticket.platform_records or [] if isinstance(r, dict)]
+        return PlatformRecordSerializer(records, many=True).data
 
 
 # --- the operation log ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from aftersales.api.pagination import KeysetPagination, Ordering
 from aftersales.api.selectors import default_approval, ticket_for_actor, ticket_queue, ticket_ref
 from aftersales.models import OperationLog
 from aftersales.oplog import Performer
+from aftersales.tiktok import outbox
 from config.api import CursorPagination
 from stores.api.base import TenantAPIView, get_actor
 from stores.api.idempotency import IDEMPOTENCY_CODES, IDEMPOTENCY_PARAMETER, idempotent
@@ -59,6 +60,7 @@ def render_ticket(request, ticket_id) -> dict:
         "evidence": list(evidence_service.evidence_for_actor(actor, ticket)),
         "reject_reasons": services.reject_reasons(ticket),
         "allowed_actions": selectors.allowed_actions(actor, ticket),
+        "platform_decision": outbox.latest_for([ticket.pk]).get(ticket.pk),
     }
     return s.TicketDetailSerializer(ticket, context=context).data
 
@@ -155,7 +157,7 @@ class TicketActionView(TenantAPIView):
                "(`approve:<DECISION>`); without it the plain approval for the request's type and state is used. "
                "`OFFER_PARTIAL_REFUND` needs `partial_refund`.",
     s.ApproveInputSerializer, s.TicketDetailSerializer,
-    ("ERR_VALIDATION", "ERR_PERM_001", *STATE, "ERR_REFUND_001", "ERR_REFUND_002"), keyed=True,
+    ("ERR_VALIDATION", "ERR_PERM_001", *STATE, "ERR_REFUND_001", "ERR_REFUND_002", "ERR_TTS_009"), keyed=True,
     examples={"The plain approval": {},
               "A partial refund offer": {"decision": "OFFER_PARTIAL_REFUND",
                                          "partial_refund": {"amount": "5.00", "currency": "GBP"}}}))
@@ -174,7 +176,7 @@ class ApproveView(TicketActionView):
     "Reject", "拒绝: reject with one of the request's `reject_reasons` (by name) and an optional comment and "
               "seller evidence ids.",
     s.RejectInputSerializer, s.TicketDetailSerializer,
-    ("ERR_VALIDATION", "ERR_REVIEW_001", "ERR_PERM_001", *STATE),
+    ("ERR_VALIDATION", "ERR_REVIEW_001", "ERR_PERM_001", *STATE, "ERR_TTS_009"),
     examples={"With a reason and a comment": {"reason": "reverse_reject_request_reason_3",
                                               "comment": "The label shows the item was used."}}))
 class RejectView(TicketActionView):
