@@ -401,6 +401,7 @@ REASON = "reverse_reject_request_reason_1"
      "REPLACEMENT_REQUEST_REJECT"),
 ])
 def test_return_decisions_and_their_effects(emu, clock, return_type, status, action, body, after):
+    emu.uploaded_images["tos-maliva-i-o3syd03w52-us/abc"] = 1234  # as if uploaded first (see the upload test)
     row = emu.add_return(return_type=return_type, **({"return_status": status} if status else {}))
     clock.now = T0 + 60
     assert decide(emu, "returns", row["return_id"], action, body) == {}
@@ -670,3 +671,28 @@ def test_the_demo_runs_from_the_command_line():
     finally:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(10) == 0
+
+
+def test_images_are_uploaded_as_multipart_unsigned_over_the_body_and_only_their_uris_may_be_sent(emu):
+    import io
+
+    from PIL import Image
+
+    from aftersales.tiktok.client import Client
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, "PNG")
+    client = Client(base_url=emu.url, app_key=emu.app_key, app_secret=emu.app_secret, access_token="token-1",
+                    shop_cipher=emu.shop_cipher, sleep=lambda _s: None)
+    answer = client.call("POST", "/product/202309/images/upload", body={"use_case": "ATTRIBUTE_IMAGE"},
+                         files={"data": ("a.png", buf.getvalue(), "image/png")})
+    assert answer["uri"] in emu.uploaded_images
+    not_an_image = refusal(client.call, "POST", "/product/202309/images/upload", body={},
+                           files={"data": ("a.txt", b"hello", "text/plain")})
+    assert not_an_image.platform_code == 36009004
+    row = emu.add_return(return_type="REFUND")
+    bad = {"decision": "REJECT_REFUND", "reject_reason": REASON,
+           "images": [{"image_id": "tos-maliva-i-o3syd03w52-us/never-uploaded", "mime_type": "image/png"}]}
+    assert refusal(decide, emu, "returns", row["return_id"], "reject", bad).platform_code == 36009004
+    good = {**bad, "images": [{"image_id": answer["uri"], "mime_type": "image/png", "width": 8, "height": 8}]}
+    assert decide(emu, "returns", row["return_id"], "reject", good, key="key-2") == {}

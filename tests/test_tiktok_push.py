@@ -256,3 +256,36 @@ def test_a_send_never_waits_on_a_request_someone_is_working_on(linked, tenants):
         release.set()
         holder.join()
     assert result["status"] == "confirmed"
+
+
+def test_a_rejection_with_seller_photos_uploads_them_once_and_sends_their_image_ids(linked, tenants):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from aftersales import evidence
+
+    obj, ticket = synced(linked, return_type="REFUND")
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "JPEG")
+    photo = evidence.upload_evidence(owner(tenants), ticket.public_id,
+                                     SimpleUploadedFile("label.jpg", buf.getvalue(), content_type="image/jpeg"))
+    reason = ticket.reject_reasons[0]["name"]
+    services.reject(owner(tenants), ticket.public_id, reason=reason, comment="See the label",
+                    images=[str(photo.public_id)])
+    row = PlatformDecision.objects.unscoped().get(ticket=ticket)
+    # The first attempt's answer is lost after the upload: the retry must send the very same body.
+    decide = f"/return_refund/202309/returns/{obj['return_id']}/reject"
+    linked.emulator.faults.extend([Fault(36009003, 500, "Internal error", path=decide)] * 4)
+    with pytest.raises(TikTokError):
+        outbox.send(row.pk, final_attempt=False)
+    assert outbox.send(row.pk) == "confirmed"
+    row.refresh_from_db()
+    uploads = [s for s in linked.emulator.seen if s["path"] == "/product/202309/images/upload"]
+    assert len(uploads) == 1 and "shop_cipher" not in uploads[0]["query"]  # uploads never carry a cipher
+    [image] = row.body["images"]
+    assert image["image_id"] in linked.emulator.uploaded_images and image["mime_type"] == "image/jpeg"
+    assert (image["width"], image["height"]) == (64, 48)
+    [decision] = [d for d in linked.emulator.decisions if d["id"] == obj["return_id"]]
+    assert decision["body"]["images"] == [image] and "_evidence" not in decision["body"]

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,12 +66,14 @@ class Client:
     clock: Callable[[], float] = time.time
 
     def call(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-             body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``data`` of a successful envelope; TikTokError otherwise."""
+             body: dict[str, Any] | None = None,
+             files: dict[str, tuple[str, bytes, str]] | None = None) -> dict[str, Any]:
+        """``data`` of a successful envelope; TikTokError otherwise. ``files`` ({field: (name, bytes, type)})
+        sends multipart/form-data (not signed over the body, reference §2.1) instead of a JSON body."""
         refreshed = False
         for attempt in range(1, self.attempts + 1):
             try:
-                return self._once(method, path, query or {}, body)
+                return self._once(method, path, query or {}, body, files)
             except TikTokError as exc:
                 if exc.platform_code == TOKEN_EXPIRED and self.on_token_expired and not refreshed:
                     self.access_token, refreshed = self.on_token_expired(), True
@@ -83,18 +86,26 @@ class Client:
                 self.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _once(self, method: str, path: str, query: dict[str, Any], body: dict[str, Any] | None) -> dict[str, Any]:
+    def _once(self, method: str, path: str, query: dict[str, Any], body: dict[str, Any] | None,
+              files: dict[str, tuple[str, bytes, str]] | None = None) -> dict[str, Any]:
         params = {**query, "app_key": self.app_key, "timestamp": int(self.clock())}
         if self.shop_cipher and not path.startswith(NO_CIPHER_PREFIXES):
             params["shop_cipher"] = self.shop_cipher
-        raw = b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        params["sign"] = sign(self.app_secret, path, params, raw)
+        content_type = "application/json"
+        if files:
+            boundary = uuid.uuid4().hex
+            raw = _multipart(boundary, body or {}, files)
+            content_type = f"multipart/form-data; boundary={boundary}"
+            params["sign"] = sign(self.app_secret, path, params, raw, multipart=True)
+        else:
+            raw = b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            params["sign"] = sign(self.app_secret, path, params, raw)
         flat = {k: ",".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in params.items()}
         url = f"{self.base_url.rstrip('/')}{path}?{urllib.parse.urlencode(flat)}"
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise TikTokError(errors.ERR_TTS_004)
-        request = urllib.request.Request(url, data=raw if body is not None else None, method=method, headers={  # noqa: S310
-            "x-tts-access-token": self.access_token, "Content-Type": "application/json",
+        request = urllib.request.Request(url, data=raw if body is not None or files else None, method=method, headers={  # noqa: S310
+            "x-tts-access-token": self.access_token, "Content-Type": content_type,
             "User-Agent": "aftersales-control-tower"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme checked
@@ -119,6 +130,17 @@ class Client:
         if code in RETRIED or status >= 500:
             raise TikTokError(errors.ERR_TTS_002, platform_code=code, platform_message=message, request_id=rid)
         raise TikTokError(errors.ERR_TTS_003, platform_code=code, platform_message=message, request_id=rid)
+
+
+def _multipart(boundary: str, fields: dict[str, Any], files: dict[str, tuple[str, bytes, str]]) -> bytes:
+    out = bytearray()
+    for name, value in fields.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").encode()
+    for name, (filename, data, content_type) in files.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+                f"Content-Type: {content_type}\r\n\r\n").encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out)
 
 
 def _transient(exc: TikTokError) -> bool:

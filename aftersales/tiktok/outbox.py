@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from aftersales import oplog
-from aftersales.models import AfterSalesRequest, Alert
+from aftersales.models import AfterSalesRequest, Alert, Evidence
 from aftersales.states import Decision, RequestType
 from aftersales.tiktok import session
 from aftersales.tiktok.models import PlatformDecision, StoreLink
@@ -36,6 +36,7 @@ PATHS = {
     "approve_cancel": "/return_refund/202309/cancellations/{id}/approve",
     "reject_cancel": "/return_refund/202309/cancellations/{id}/reject",
 }
+IMAGE_UPLOAD = "/product/202309/images/upload"
 STALE_AFTER = dt.timedelta(minutes=10)  # a row still "sending" this long after its last attempt was lost
 
 
@@ -52,8 +53,11 @@ def body_for(ticket: AfterSalesRequest, operation: str, payload: dict) -> tuple[
         if decision == Decision.OFFER_PARTIAL_REFUND and payload.get("partial_refund"):
             body["partial_refund"] = payload["partial_refund"]
         return "approve", decision, body
-    return "reject", decision, {"decision": decision, "reject_reason": payload.get("reason", ""),
-                                "comment": payload.get("comment", "")}
+    body = {"decision": decision, "reject_reason": payload.get("reason", ""), "comment": payload.get("comment", "")}
+    if payload.get("images"):
+        # Seller evidence to upload first (its image ids go into ``images``); "_" keys are never sent.
+        body["_evidence"] = [str(i) for i in payload["images"]]
+    return "reject", decision, body
 
 
 def enqueue(ticket: AfterSalesRequest, operation: str, payload: dict) -> PlatformDecision:
@@ -95,8 +99,10 @@ def send(decision_id: int, *, final_attempt: bool = True) -> str:
         if link is None:
             raise AppError(errors.ERR_TTS_006)
         client = session.client_for(link)
+        body = _with_uploaded_images(row, client)
         client.call("POST", PATHS[row.operation].format(id=ticket.return_id),
-                    query={"idempotency_key": row.idempotency_key}, body=row.body)
+                    query={"idempotency_key": row.idempotency_key},
+                    body={k: v for k, v in body.items() if not k.startswith("_")})
     except AppError as exc:
         transient = exc.code in (errors.ERR_TTS_002.code, errors.ERR_TTS_004.code)
         if transient and not final_attempt:
@@ -106,6 +112,28 @@ def send(decision_id: int, *, final_attempt: bool = True) -> str:
             raise
         return _failed(row, exc)
     return _confirmed(row)
+
+
+def _with_uploaded_images(row: PlatformDecision, client) -> dict:
+    """Upload the rejection's seller evidence once (product image upload → ``image_id``) and keep the ids on the row,
+    so every later send of this decision carries exactly the same body (the platform compares it per key)."""
+    body = dict(row.body)
+    wanted = body.get("_evidence") or []
+    if not wanted or body.get("images"):
+        return body
+    images = []
+    for item in Evidence.objects.for_agency(row.agency_id).filter(
+            ticket_id=row.ticket_id, public_id__in=wanted, kind=Evidence.Kind.IMAGE).exclude(file="").order_by("id"):
+        with item.file.open("rb") as handle:
+            data = handle.read()
+        answer = client.call("POST", IMAGE_UPLOAD, body={"use_case": "ATTRIBUTE_IMAGE"},
+                             files={"data": (item.file.name.rsplit("/", 1)[-1], data,
+                                             item.content_type or "image/jpeg")})
+        images.append({"image_id": str(answer.get("uri") or ""), "mime_type": item.content_type or "image/jpeg",
+                       "width": item.width or 0, "height": item.height or 0})
+    body["images"] = images
+    PlatformDecision.objects.unscoped().filter(pk=row.pk).update(body=body)
+    return body
 
 
 def _confirmed(row: PlatformDecision) -> str:

@@ -54,6 +54,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import email.parser
+import email.policy
 import functools
 import hashlib
 import hmac
@@ -75,6 +77,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 INVALID = 36009004
+IMAGE_UPLOAD = "/product/202309/images/upload"
 INVALID_AUTH = 36004004
 EXPIRED = 105002
 BUSINESS_REFUSAL = 48001001  # invented: see the module docstring
@@ -255,6 +258,7 @@ class TikTokEmulator:
     decisions: list[dict] = field(default_factory=list)
     webhooks_sent: list[dict] = field(default_factory=list)
     records: dict[str, list[dict]] = field(default_factory=dict)
+    uploaded_images: dict[str, int] = field(default_factory=dict)  # uri → bytes (reject images must be these)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -317,7 +321,9 @@ class TikTokEmulator:
             raise Refused(INVALID, "Invalid timestamp") from None
         if skew > 300 or skew < -30:
             raise Refused(INVALID, "Invalid timestamp: expired or in the future")
-        if not hmac.compare_digest(query.get("sign", ""), self.expected_sign(path, query, body)):
+        multipart = headers.get("content-type", "").startswith("multipart/form-data")
+        signed_body = b"" if multipart else body  # §2.1 step 4: a multipart body is not signed
+        if not hmac.compare_digest(query.get("sign", ""), self.expected_sign(path, query, signed_body)):
             raise Refused(106001, "Invalid sign")
         token = headers.get("x-tts-access-token", "")
         with self._lock:
@@ -329,6 +335,14 @@ class TikTokEmulator:
                 raise Refused(EXPIRED, "Expired credentials", 401)
             if token not in self.tokens:
                 raise Refused(INVALID, "Invalid access token")
+        if path == IMAGE_UPLOAD:
+            if "shop_cipher" in query:
+                raise Refused(INVALID, "Unexpected identifier: shop_cipher is not required")
+            if method != "POST":
+                raise Refused(36009010, "Invalid method", 405)
+            if not multipart:
+                raise Refused(36009022, "Invalid content-type: multipart/form-data expected")
+            return self._json(200, 0, "Success", self._upload_image(headers["content-type"], body))
         if path.startswith("/authorization/"):
             if "shop_cipher" in query:
                 raise Refused(INVALID, "Unexpected identifier: shop_cipher is not required")
@@ -353,6 +367,23 @@ class TikTokEmulator:
                 raise Refused(36009010, "Invalid method", 405)
             return self._json(200, 0, "Success", getattr(self, handler)(shop["id"], query, body, *match.groups()))
         raise Refused(36009009, "Invalid path", 404)
+
+    def _upload_image(self, content_type: str, body: bytes) -> dict:
+        """Product image upload (the reject images' ``image_id`` is the ``uri`` it returns, reference §1.5)."""
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+        parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+        data = parts.get("data")
+        payload = data.get_payload(decode=True) if data is not None else b""
+        if not payload:
+            raise Refused(INVALID, "Invalid param: data (the image file) is required")
+        if not payload.startswith((b"\xff\xd8", b"\x89PNG", b"RIFF")):
+            raise Refused(INVALID, "Invalid param: data is not a JPEG, PNG or WebP image")
+        uri = f"tos-maliva-i-o3syd03w52-us/{hashlib.sha256(payload).hexdigest()[:32]}"
+        with self._lock:
+            self.uploaded_images[uri] = len(payload)
+        return {"uri": uri, "url": f"{self.url}/media/{uri.rsplit('/', 1)[1]}.jpg", "width": 0, "height": 0,
+                "use_case": "ATTRIBUTE_IMAGE"}
 
     # --- shops and tokens -----------------------------------------------------------------------------
     def _covers(self, token: str, shop_id: str) -> bool:
@@ -866,6 +897,11 @@ class TikTokEmulator:
                 if payload["reject_reason"] not in names:
                     raise Refused(BUSINESS_REFUSAL, f"Decision refused: reject_reason {payload['reject_reason']!r} "
                                                     "is not offered for this request")
+                images = payload.get("images") or []
+                unknown = [i.get("image_id") for i in images if not isinstance(i, dict)
+                           or i.get("image_id") not in self.uploaded_images]
+                if unknown:  # image ids are the uris the image upload returned (reference §1.5)
+                    raise _invalid(f"images: not uploaded image ids {unknown[:3]}")
             status_before = row["return_status" if kind == "return" else "cancel_status"]
             if kind == "return":
                 status_after = RETURN_EFFECTS[decision]
