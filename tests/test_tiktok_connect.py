@@ -653,3 +653,22 @@ def test_add_partner_app_reads_the_secret_from_the_environment(tenants, monkeypa
         call_command("add_partner_app", "--agency", alpha.agency.slug, "--name", "Demo 2", "--app-key", "demo-key")
     app.refresh_from_db()
     assert app.name == "Demo 2" and app.app_secret.reveal() == "from-the-env"
+
+
+def test_the_connections_page_shows_each_stores_last_sync_run(tenants, client):
+    from aftersales.tiktok.models import PartnerApp, SellerAuthorization, StoreLink, SyncRun
+
+    alpha = tenants[0]
+    store = alpha.stores[0]
+    app = PartnerApp.objects.create(agency=alpha.agency, name="App", app_key="k", app_secret="s")
+    auth = SellerAuthorization.objects.create(agency=alpha.agency, app=app, open_id="o", access_token="a",
+                                              refresh_token="r")
+    StoreLink.objects.create(agency=alpha.agency, store=store, authorization=auth)
+    SyncRun.objects.create(agency=alpha.agency, store=store, trigger="schedule", status="succeeded",
+                           counts={"created": 7, "updated": 2})
+    SyncRun.objects.create(agency=alpha.agency, store=store, trigger="schedule", status="failed",
+                           counts={"created": 1, "errors": 3}, error_code="ERR_TTS_002", platform_code=36009002)
+    client.force_login(alpha.owner)
+    page = client.get(reverse("tiktok:connect")).content.decode()
+    assert "1 new, 0 updated, 3 skipped" in page  # the newest run, not the older one
+    assert "ERR_TTS_002" in page and "36009002" in page and "7 new" not in page
