@@ -9,6 +9,8 @@ urlpatterns = [
     path("login/", views.PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
+    path("queue/", views.queue, name="queue"),
+    path("switch-store/", views.switch_store, name="switch_store"),
     path("files/evidence/<uuid:evidence_id>/", files.evidence_file, name="evidence_file"),
     path("files/labels/<uuid:label_id>.pdf", files.return_label, name="return_label"),
 ]

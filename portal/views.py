@@ -1,9 +1,13 @@
-"""Browser views: thin adapters over the stores selectors (no rules here)."""
+"""Browser views: thin adapters over the stores and after-sales selectors (no rules here)."""
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
+from portal.queue import CURSOR_PARAM, page_query, queue_page
 from stores import errors
 from stores.selectors import stores_for_actor
 from stores.services import actor_for_user
@@ -16,19 +20,77 @@ class PortalLoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
+def no_agency(request):
+    return render(request, "portal/no_agency.html", {"error": errors.ERR_AUTH_004}, status=403)
+
+
+def remember_store(request, stores, choice: str) -> None:
+    """The store switcher: a choice kept in the session, never a re-login (DOMAIN: the app forces one).
+    A store the user cannot see (another agency's, an ungranted one, garbage) means "all stores"."""
+    request.session[SESSION_STORE_KEY] = choice if any(str(s.public_id) == choice for s in stores) else ""
+
+
+def current_store(request, stores):
+    """The store the switcher holds, when it is still one the user may see; None = all stores."""
+    current = request.session.get(SESSION_STORE_KEY, "")
+    return next((s for s in stores if str(s.public_id) == current), None) if current else None
+
+
 @login_required
 def home(request):
     actor = actor_for_user(request.user)
     if actor is None:
-        return render(request, "portal/no_agency.html", {"error": errors.ERR_AUTH_004}, status=403)
+        return no_agency(request)
     stores = list(stores_for_actor(actor))
-    # The store switcher: a choice kept in the session, never a re-login (DOMAIN: the app forces one).
     if "store" in request.GET:
-        choice = request.GET["store"]
-        request.session[SESSION_STORE_KEY] = choice if any(str(s.public_id) == choice for s in stores) else ""
+        remember_store(request, stores, request.GET["store"])
         return redirect("portal:home")
     current = request.session.get(SESSION_STORE_KEY, "")
     selected = [s for s in stores if str(s.public_id) == current] or stores
     return render(request, "portal/home.html", {
         "actor": actor, "stores": stores, "selected": selected, "current": current,
+    })
+
+
+@login_required
+@require_POST
+def switch_store(request):
+    """The switcher on pages other than home: remember the choice, then back to where the user was."""
+    actor = actor_for_user(request.user)
+    if actor is None:
+        return no_agency(request)
+    remember_store(request, list(stores_for_actor(actor)), request.POST.get("current_store", ""))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = reverse("portal:home")
+    return redirect(target)
+
+
+@login_required
+def queue(request):
+    """售后单队列: the open requests of the stores in view, soonest deadline first, 50 a page."""
+    actor = actor_for_user(request.user)
+    if actor is None:
+        return no_agency(request)
+    stores = list(stores_for_actor(actor))
+    current = current_store(request, stores)
+    scope = [current] if current is not None else stores
+    result = queue_page(request, actor, scope, current)
+    here = request.GET.copy()
+    here.pop(CURSOR_PARAM, None)  # a new store selection starts again from the first page
+    return render(request, "portal/queue.html", {
+        "actor": actor,
+        "stores": stores,
+        "current": current,
+        "form": result.form,
+        "rows": result.rows,
+        "page": result.page,
+        "labels": result.labels,
+        "now": result.now,
+        "next_query": page_query(request.GET, result.page.next_cursor),
+        "prev_query": page_query(request.GET, result.page.prev_cursor),
+        "first_query": page_query(request.GET, ""),
+        "switch_next": f"{request.path}?{here.urlencode()}" if here else request.path,
+        "validation_error": errors.ERR_VALIDATION,
     })
