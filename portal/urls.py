@@ -11,6 +11,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("queue/", views.queue, name="queue"),
     path("switch-store/", views.switch_store, name="switch_store"),
+    path("requests/<uuid:ticket_id>/", views.request_page, name="request"),
+    path("requests/<uuid:ticket_id>/act/<slug:action>/", views.request_act, name="request_act"),
     path("files/evidence/<uuid:evidence_id>/", files.evidence_file, name="evidence_file"),
     path("files/labels/<uuid:label_id>.pdf", files.return_label, name="return_label"),
 ]

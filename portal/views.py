@@ -1,14 +1,29 @@
 """Browser views: thin adapters over the stores and after-sales selectors (no rules here)."""
 
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from portal.queue import CURSOR_PARAM, page_query, queue_page
+from portal.request import (
+    AFTER_PARAM,
+    HANDLERS,
+    KEY_FIELD,
+    Failed,
+    ShownError,
+    Submission,
+    position_token,
+    run_once,
+    ticket_position,
+    workspace,
+)
 from stores import errors
+from stores.errors import AppError
 from stores.selectors import stores_for_actor
 from stores.services import actor_for_user
 
@@ -94,3 +109,61 @@ def queue(request):
         "switch_next": f"{request.path}?{here.urlencode()}" if here else request.path,
         "validation_error": errors.ERR_VALIDATION,
     })
+
+
+# --- the request workspace (售后单工作台) --------------------------------------------------------------
+def request_missing(request):
+    """Unknown, another agency's or a store not granted: the same page, nothing about the request confirmed."""
+    return render(request, "portal/request_missing.html", {"error": errors.ERR_NOT_FOUND}, status=404)
+
+
+def render_workspace(request, actor, ticket_id, *, failed: Failed | None = None, reply_post=None, status: int = 200):
+    scope = current_store(request, list(stores_for_actor(actor)))
+    try:
+        context = workspace(request, actor, ticket_id, scope=scope, failed=failed, reply_post=reply_post)
+    except AppError as exc:
+        if exc.error is errors.ERR_NOT_FOUND:
+            return request_missing(request)
+        raise
+    if context["reply_error"] is not None:
+        status = context["reply_error"].status
+    return render(request, "portal/request.html", context, status=status)
+
+
+@login_required
+def request_page(request, ticket_id):
+    """One request: what the buyer asked, the evidence side by side, amounts, fees, deadlines, the buyer's history,
+    the operation log, the platform's side — and the actions this person may take now."""
+    actor = actor_for_user(request.user)
+    if actor is None:
+        return no_agency(request)
+    return render_workspace(request, actor, ticket_id)
+
+
+@login_required
+@require_POST
+def request_act(request, ticket_id, action):
+    """One action's form: the service call (once per form key), then back to the page (PRG) with a message; a
+    refusal re-renders the page with the code, message and hint next to the form, in the error's status."""
+    actor = actor_for_user(request.user)
+    if actor is None:
+        return no_agency(request)
+    position = ticket_position(actor, ticket_id)
+    if position is None or action not in HANDLERS:
+        return request_missing(request)
+    if action == "reply" and request.POST.get("intent") == "check":
+        # The sensitive-word check before sending: nothing is sent, nothing is logged, the page shows the result.
+        return render_workspace(request, actor, ticket_id, reply_post=request.POST)
+    handler = HANDLERS[action][0]
+    submission = Submission(actor, str(ticket_id), request.POST, request.FILES)
+    outcome = run_once(request, lambda: handler(submission))
+    if outcome.ok:
+        text = outcome.message
+        if outcome.replayed:
+            text = _("This form was sent twice; it was carried out once. %(message)s") % {"message": text}
+        messages.success(request, text)
+        target = reverse("portal:request", kwargs={"ticket_id": ticket_id})
+        return redirect(f"{target}?{urlencode({AFTER_PARAM: position_token(request.GET, position)})}")
+    error = ShownError.of(outcome.error)
+    values = {k: v for k, v in request.POST.items() if k not in (KEY_FIELD, "csrfmiddlewaretoken")}
+    return render_workspace(request, actor, ticket_id, failed=Failed(action, error, values), status=error.status)
