@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,8 +68,39 @@ def cmd_manage(args: list[str]) -> int:
     return manage(env, *args)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium for the browser tests (tests/browser), and a small CJK font so that their
+# screenshots of the Chinese pages show characters rather than empty boxes.
+BROWSER_PACKAGES = ["chromium", "fonts-wqy-microhei"]
+
+
+def _ensure_chromium() -> bool:
+    """The browser tests run Debian's Chromium (Playwright never downloads one). As root with apt-get,
+    install it; otherwise say how, and the test run stops before it starts."""
+    if CHROMIUM.exists():
+        return True
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        print(f"· installing Debian's Chromium for the browser tests: apt-get install -y {' '.join(BROWSER_PACKAGES)}",
+              flush=True)
+        apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", *BROWSER_PACKAGES]
+        if subprocess.call(install, env=apt_env):  # a fresh machine may have no package lists yet
+            subprocess.call(["apt-get", "update"], env=apt_env)
+            subprocess.call(install, env=apt_env)
+        if CHROMIUM.exists():
+            return True
+    print(f"✗ the browser tests (tests/browser) need Chromium at {CHROMIUM}: "
+          f"install it with `sudo apt-get install -y {' '.join(BROWSER_PACKAGES)}` (Debian/Ubuntu)",
+          file=sys.stderr, flush=True)
+    return False
+
+
 def cmd_test(args: list[str]) -> int:
     env = prepare()
+    # DJANGO_ALLOW_ASYNC_UNSAFE is deliberately not exported: tests/browser/conftest.py sets it around
+    # each browser test only (exported, it fails tests/test_config.py's `check --deploy`: async.E001).
+    if not _ensure_chromium():
+        return 1
     print("· ruff check", flush=True)
     rc = subprocess.call([PY, "-m", "ruff", "check", "."], cwd=ROOT, env=env)
     if rc:
