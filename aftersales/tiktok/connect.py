@@ -318,16 +318,12 @@ def app_for(actor: Actor, public_id) -> PartnerApp:
 def links_for(actor: Actor):
     """The actor's visible connected stores with their authorisation (tokens are never read here) and their last
     sync run's report as ``last_<field>`` (one query)."""
-    from django.db.models import OuterRef, Subquery
+    from aftersales.tiktok.reports import with_last_run
 
-    from aftersales.tiktok.models import SyncRun
-
-    last = SyncRun.objects.unscoped().filter(store_id=OuterRef("store_id")).order_by("-started_at", "-id")
-    return (StoreLink.objects.for_actor(actor).select_related("store__market", "authorization__app")
-            .defer("authorization__access_token", "authorization__refresh_token", "authorization__app__app_secret")
-            .annotate(**{f"last_{name}": Subquery(last.values(name)[:1])
-                         for name in ("status", "finished_at", "counts", "error_code", "platform_code")})
-            .order_by("store__name", "pk"))
+    return with_last_run(
+        StoreLink.objects.for_actor(actor).select_related("store__market", "authorization__app")
+        .defer("authorization__access_token", "authorization__refresh_token", "authorization__app__app_secret")
+        .order_by("store__name", "pk"))
 
 
 def store_for(actor: Actor, public_id) -> Store:

@@ -23,12 +23,15 @@ LAST_RUN_FIELDS = ("status", "trigger", "started_at", "finished_at", "counts", "
                    "message")
 
 
-def connections_for_actor(actor: Actor | None) -> QuerySet[StoreLink]:
-    """Connected stores the actor sees, each with its last run's fields as ``last_<field>`` (one query)."""
+def with_last_run(links: QuerySet[StoreLink]) -> QuerySet[StoreLink]:
+    """Each link with its store's newest sync run's fields as ``last_<field>`` (subqueries: still one query)."""
     last = SyncRun.objects.unscoped().filter(store_id=OuterRef("store_id")).order_by("-started_at", "-id")
-    return (StoreLink.objects.for_actor(actor)
-            .select_related("store__market", "authorization__app")
-            .annotate(**{f"last_{name}": Subquery(last.values(name)[:1]) for name in LAST_RUN_FIELDS}))
+    return links.annotate(**{f"last_{name}": Subquery(last.values(name)[:1]) for name in LAST_RUN_FIELDS})
+
+
+def connections_for_actor(actor: Actor | None) -> QuerySet[StoreLink]:
+    """Connected stores the actor sees, each with its last run's report (one query)."""
+    return with_last_run(StoreLink.objects.for_actor(actor).select_related("store__market", "authorization__app"))
 
 
 def runs_for_actor(actor: Actor | None, store_id=None) -> QuerySet[SyncRun]:

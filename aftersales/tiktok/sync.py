@@ -427,18 +427,27 @@ def sync_store(store_id: int, *, trigger: str = SyncRun.Trigger.SCHEDULE) -> Syn
         run.status, run.error_code = SyncRun.Status.FAILED, errors.ERR_TTS_010.code
         run.message = str(errors.ERR_TTS_010.message)
     except AppError as exc:
-        run.status, run.error_code = SyncRun.Status.FAILED, exc.code
-        run.platform_code = getattr(exc, "platform_code", None)
-        run.message = (getattr(exc, "platform_message", "") or exc.detail or str(exc.error.message))[:500]
+        _failed(run, exc)
         log.warning("TikTok Shop sync of store %s failed: %s (platform %s)", store_id, exc.code, run.platform_code)
     finally:
-        run.finished_at = timezone.now()
-        run.counts, run.unknown_fields = _report(counts)
-        if run.status == SyncRun.Status.RUNNING:  # an unexpected exception is on its way up
-            run.status, run.error_code = SyncRun.Status.FAILED, errors.ERR_INTERNAL.code
-        run.save()
+        _finish(run, counts)
         release(store_id, owner, **({"last_success_at": run.finished_at} if ok else {}))
     return run
+
+
+def _failed(run: SyncRun, exc: AppError) -> None:
+    run.status, run.error_code = SyncRun.Status.FAILED, exc.code
+    run.platform_code = getattr(exc, "platform_code", None)
+    run.message = (getattr(exc, "platform_message", "") or exc.detail or str(exc.error.message))[:500]
+
+
+def _finish(run: SyncRun, counts: Counter) -> None:
+    """Write the run's report; a run still "running" here is leaving on an unexpected exception."""
+    run.finished_at = timezone.now()
+    run.counts, run.unknown_fields = _report(counts)
+    if run.status == SyncRun.Status.RUNNING:
+        run.status, run.error_code = SyncRun.Status.FAILED, errors.ERR_INTERNAL.code
+    run.save()
 
 
 def _report(counts: Counter) -> tuple[dict[str, int], list[str]]:
@@ -471,16 +480,10 @@ def refresh_objects(store_id: int, kind: str, ids: list[str], *, trigger: str = 
                 apply_object(link, client, kind, obj, counts)
         run.status = SyncRun.Status.SUCCEEDED
     except AppError as exc:
-        run.status, run.error_code = SyncRun.Status.FAILED, exc.code
-        run.platform_code = getattr(exc, "platform_code", None)
-        run.message = (getattr(exc, "platform_message", "") or exc.detail or str(exc.error.message))[:500]
+        _failed(run, exc)
         raise
     finally:
-        run.finished_at = timezone.now()
-        run.counts, run.unknown_fields = _report(counts)
-        if run.status == SyncRun.Status.RUNNING:
-            run.status, run.error_code = SyncRun.Status.FAILED, errors.ERR_INTERNAL.code
-        run.save()
+        _finish(run, counts)
     return dict(counts)
 
 
