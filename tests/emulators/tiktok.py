@@ -188,6 +188,12 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) refuses connections when many clients call at once on a busy machine (seen:
+    # 20 concurrent decision retries → a connection reset); the platform does not.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Fault:
     code: int
@@ -1096,7 +1102,7 @@ class TikTokEmulator:
             def log_message(self, *args):
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="tiktok-emulator",
