@@ -312,6 +312,24 @@ def run_once(request, act: Callable[[], str]) -> Outcome:
         return Outcome(False, error=exc)
 
 
+def done_message(outcome: Outcome) -> str:
+    """What a successful form says; a repeat of the same form key says it was carried out once."""
+    if outcome.replayed:
+        return _("This form was sent twice; it was carried out once. %(message)s") % {"message": outcome.message}
+    return outcome.message
+
+
+def valid_uuids(values, limit: int | None = None) -> list[str]:
+    """The values that are UUIDs (public ids), as text; anything else is dropped, never an error."""
+    found = []
+    for value in list(values)[:limit]:
+        try:
+            found.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            continue
+    return found
+
+
 def position_token(request_get, ticket: AfterSalesRequest | dict) -> str:
     """Where the request stood in the queue when the agent opened it (kept through its actions, see next_in_queue)."""
     given = request_get.get(AFTER_PARAM, "")
@@ -403,7 +421,9 @@ def _choice_label(choices, value: str) -> str:
         return value
 
 
-def _detail_value(key: str, value, payload: dict) -> str:
+def _detail_value(key: str, value, payload: dict, reason_texts: dict[str, str]) -> str:
+    if key == "reason" and isinstance(value, str) and reason_texts.get(value):
+        return reason_texts[value]  # the words the buyer or the agent saw, not the platform's key
     if isinstance(value, dict):
         if {"amount", "currency"} <= value.keys():
             return f"{value['currency']} {value['amount']}"
@@ -430,14 +450,15 @@ class LogRow:
     details: list[tuple[str, str]]
 
 
-def log_row(entry: OperationLog) -> LogRow:
+def log_row(entry: OperationLog, reason_texts: dict[str, str] | None = None) -> LogRow:
+    """One timeline line; ``reason_texts`` turns reason keys (the request's, the reject list's) into their words."""
     payload = entry.payload if isinstance(entry.payload, dict) else {}
     details = []
     for key, label in DETAIL_LABELS.items():
         value = payload.get(key)
         if value in (None, "", [], {}):
             continue
-        details.append((str(label), _detail_value(key, value, payload)[:MAX_DETAIL]))
+        details.append((str(label), _detail_value(key, value, payload, reason_texts or {})[:MAX_DETAIL]))
     who = entry.actor_label or (entry.actor_user.get_username() if entry.actor_user else "")
     return LogRow(at=entry.created_at, who=who, who_kind=_choice_label(ActorKind, entry.actor_kind),
                   action=str(ACTION_LABELS.get(entry.action, entry.action)), before=_state_label(entry.state_before),
@@ -636,7 +657,11 @@ def workspace(request, actor: Actor, ticket_id, *, scope: Store | None, failed: 
         item.link = item.url if item.url.lower().startswith(("https://", "http://")) else ""
         item.seconds = round(item.duration_millis / 1000) if item.duration_millis else None
     by_role = {role: [e for e in evidence_items if e.role == role] for role in Evidence.Role.values}
-    timeline = [log_row(entry) for entry in selectors.timeline(ticket)]
+    reason_texts = {str(r.get("name")): str(r.get("text") or "") for r in services.reject_reasons(ticket)
+                    if isinstance(r, dict)}
+    if ticket.reason_key and ticket.reason_text:
+        reason_texts[ticket.reason_key] = ticket.reason_text
+    timeline = [log_row(entry, reason_texts) for entry in selectors.timeline(ticket)]
     decision = outbox.latest_for([ticket.pk]).get(ticket.pk)
     connection = reports.connections_for_actor(actor).filter(store_id=ticket.store_id).first()
     interceptions = list(interceptions_for_actor(actor, ticket.pk))
@@ -706,6 +731,8 @@ def workspace(request, actor: Actor, ticket_id, *, scope: Store | None, failed: 
         "stalled": errors.ERR_LOG_301 if ticket.stalled_at else None,
         "default_approval": next((a for a in actions.approvals if a.default), None),
         # A sub-account who may only look is told which role setting would let them act (no error: a note).
-        "perm_note": None if StorePerm.HANDLE_AFTERSALES in perms else errors.ERR_PERM_001,
+        # Not when the refusal just shown (a crafted POST) already says the same, hint included.
+        "perm_note": None if StorePerm.HANDLE_AFTERSALES in perms or (
+            failed is not None and failed.error.code == errors.ERR_PERM_001.code) else errors.ERR_PERM_001,
         "reply_refused": errors.ERR_REPLY_001,
     }

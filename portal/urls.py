@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal import files, views
+from portal import alerts, files, views
 
 app_name = "portal"
 
@@ -16,3 +16,7 @@ urlpatterns = [
     path("files/evidence/<uuid:evidence_id>/", files.evidence_file, name="evidence_file"),
     path("files/labels/<uuid:label_id>.pdf", files.return_label, name="return_label"),
 ]
+
+# Each area of the portal declares its own routes next to its views.
+for _area in (alerts,):
+    urlpatterns += _area.urlpatterns

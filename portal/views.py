@@ -3,10 +3,10 @@
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from portal.queue import CURSOR_PARAM, page_query, queue_page
@@ -15,8 +15,10 @@ from portal.request import (
     HANDLERS,
     KEY_FIELD,
     Failed,
+    Outcome,
     ShownError,
     Submission,
+    done_message,
     position_token,
     run_once,
     ticket_position,
@@ -49,6 +51,13 @@ def current_store(request, stores):
     """The store the switcher holds, when it is still one the user may see; None = all stores."""
     current = request.session.get(SESSION_STORE_KEY, "")
     return next((s for s in stores if str(s.public_id) == current), None) if current else None
+
+
+def stores_in_view(request, actor):
+    """(every store the actor may see, the switcher's store or None, the stores a page covers now)."""
+    stores = list(stores_for_actor(actor))
+    current = current_store(request, stores)
+    return stores, current, ([current] if current is not None else stores)
 
 
 @login_required
@@ -88,9 +97,7 @@ def queue(request):
     actor = actor_for_user(request.user)
     if actor is None:
         return no_agency(request)
-    stores = list(stores_for_actor(actor))
-    current = current_store(request, stores)
-    scope = [current] if current is not None else stores
+    stores, current, scope = stores_in_view(request, actor)
     result = queue_page(request, actor, scope, current)
     here = request.GET.copy()
     here.pop(CURSOR_PARAM, None)  # a new store selection starts again from the first page
@@ -140,6 +147,20 @@ def request_page(request, ticket_id):
     return render_workspace(request, actor, ticket_id)
 
 
+REPLAY_HEADER = "X-Portal-Replay"
+
+
+def replay_answer(outcome) -> JsonResponse:
+    """A form kept offline and sent by live.js: the outcome as JSON instead of a page (the panel shows it).
+    Same once-per-key rule as a plain submit; a repeat answers the first result with ``replayed``."""
+    if outcome.ok:
+        return JsonResponse({"ok": True, "message": outcome.message, "replayed": outcome.replayed})
+    error = ShownError.of(outcome.error)
+    return JsonResponse({"ok": False, "replayed": outcome.replayed, "error": {
+        "code": error.code, "message": error.detail or error.message, "hint": error.hint,
+        "fields": {name: values for name, values in error.fields}}}, status=error.status)
+
+
 @login_required
 @require_POST
 def request_act(request, ticket_id, action):
@@ -150,6 +171,8 @@ def request_act(request, ticket_id, action):
         return no_agency(request)
     position = ticket_position(actor, ticket_id)
     if position is None or action not in HANDLERS:
+        if request.headers.get(REPLAY_HEADER) == "1":
+            return replay_answer(Outcome(False, error=AppError(errors.ERR_NOT_FOUND)))
         return request_missing(request)
     if action == "reply" and request.POST.get("intent") == "check":
         # The sensitive-word check before sending: nothing is sent, nothing is logged, the page shows the result.
@@ -157,11 +180,10 @@ def request_act(request, ticket_id, action):
     handler = HANDLERS[action][0]
     submission = Submission(actor, str(ticket_id), request.POST, request.FILES)
     outcome = run_once(request, lambda: handler(submission))
+    if request.headers.get(REPLAY_HEADER) == "1":
+        return replay_answer(outcome)
     if outcome.ok:
-        text = outcome.message
-        if outcome.replayed:
-            text = _("This form was sent twice; it was carried out once. %(message)s") % {"message": text}
-        messages.success(request, text)
+        messages.success(request, done_message(outcome))
         target = reverse("portal:request", kwargs={"ticket_id": ticket_id})
         return redirect(f"{target}?{urlencode({AFTER_PARAM: position_token(request.GET, position)})}")
     error = ShownError.of(outcome.error)

@@ -29,7 +29,7 @@ from tests.conftest import platform_return
 from tests.factories import StoreFactory, UserFactory
 
 NEXT = re.compile(r'<a rel="next" href="([^"]+)"')
-ACT_FORM = re.compile(r'<form method="post" action="/requests/[^"]+/act/([a-z-]+)/')
+ACT_FORM = re.compile(r'<form data-offline method="post" action="/requests/[^"]+/act/([a-z-]+)/')
 
 
 def make(store, **fields) -> AfterSalesRequest:
@@ -204,6 +204,7 @@ def test_crafted_post_by_a_viewer_gets_the_permission_code_and_hint(as_user, ten
     # The refusal is in the operation log too, with its code, and the timeline shows it with the hint.
     assert log_rows(ticket)[-1].error_code == code
     assert text.count(f'data-code="{code}"') == 2
+    assert text.count(str(errors.CATALOGUE[code].hint)) == 2  # next to the form and in the timeline, not thrice
 
 
 # --- actions through the forms -----------------------------------------------------------------------------
@@ -618,7 +619,7 @@ def test_each_form_gets_its_own_key_each_time_the_page_renders(as_user, tenants)
     client = as_user(a.agent)
     first, second = page(client, ticket), page(client, ticket)
     keys = re.findall(r'name="idempotency_key" value="([^"]+)"', first)
-    assert len(keys) == len(set(keys)) == first.count("<form method=\"post\" action=\"/requests/")
+    assert len(keys) == len(set(keys)) == first.count("<form data-offline method=\"post\" action=\"/requests/")
     assert not set(keys) & set(re.findall(r'name="idempotency_key" value="([^"]+)"', second))
 
 
@@ -854,3 +855,17 @@ def test_query_count_is_constant(as_user, tenants, who):
 
     few, many = cost(small), cost(large)
     assert few == many <= 20, (few, many)
+
+
+def test_the_timeline_names_reasons_in_words_not_keys(as_user, tenants):
+    a, _b = tenants
+    ticket = make(a.stores[0])
+    client = as_user(a.agent)
+    text = page(client, ticket)
+    name, words = re.search(r'<select id="reject-reason"[^>]*>\s*<option value="">[^<]*</option>\s*'
+                            r'<option value="([^"]+)">([^<]+)</option>', text).groups()
+    assert post(client, ticket, "reject", {"reason": name}).status_code == 302
+    details = re.findall(r"<dt>Reason</dt><dd>([^<]*)</dd>", page(client, ticket))
+    assert html.unescape(words) in [html.unescape(d) for d in details]
+    assert name not in details and ticket.reason_key not in details
+    assert ticket.reason_text in [html.unescape(d) for d in details]  # the intake row: the buyer's reason

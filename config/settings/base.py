@@ -285,3 +285,7 @@ TTS_MEDIA_HOST_SUFFIXES = env_list("TTS_MEDIA_HOST_SUFFIXES", [".tiktokcdn.com",
                                                                ".tiktokcdn-eu.com", ".ibyteimg.com",
                                                                ".byteimg.com", ".tiktokv.com"])
 TTS_WEBHOOK_MAX_BYTES = env_int("TTS_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)
+
+# --- portal ------------------------------------------------------------------------------------------------
+# How often an open page asks for the alerts count (portal/alerts.py, static/portal/live.js).
+PORTAL_ALERTS_POLL_SECONDS = env_int("PORTAL_ALERTS_POLL_SECONDS", 20, minimum=1)

@@ -84,7 +84,7 @@ def test_store_switch_keeps_the_session_and_survives_navigation(page, live_serve
     expect(page.locator("#current-store")).to_have_value(str(chosen.public_id))
     signed_in_as(page, a.owner)
     page.go_back()
-    page.get_by_role("link", name="Stores", exact=True).click()
+    page.get_by_role("navigation").get_by_role("link", name="Stores", exact=True).click()
     expect(page).to_have_url(f"{live_server.url}/")
     expect(switcher(page)).to_have_value(str(chosen.public_id))
     expect(store_rows(page)).to_have_text([chosen.name])
@@ -148,6 +148,7 @@ def test_a_sub_account_sees_only_its_granted_stores(page, live_server, tenants, 
     signed_in_as(page, a.outsider)
     expect(page.get_by_text("No store is visible to you yet.")).to_be_visible()
     expect(store_rows(page)).to_have_count(0)
+    expect(switcher(page)).to_have_count(0)  # no "All stores (0)" to choose from
     shot(page, "no-role")
 
 

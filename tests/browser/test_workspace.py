@@ -99,7 +99,7 @@ def test_agent_rejects_with_a_reason_and_a_comment(page, live_server, tenants, l
     row = log_rows(page).last
     expect(row.locator(".log-action")).to_have_text("Reject")
     expect(row.locator(".log-states")).to_have_text("Pending review → Rejected")
-    expect(row.locator(".log-details")).to_contain_text(reason)
+    expect(row.locator(".log-details")).to_contain_text(chosen.strip())  # the reason in words
     expect(row.locator(".log-details")).to_contain_text(comment)
     expect(page.locator("form#form-reject")).to_have_count(0)
     shot(page, "rejected")
