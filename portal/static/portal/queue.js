@@ -1,4 +1,5 @@
-/* The queue page (portal/queue.html): live SLA countdowns and saved filters. No framework, no network.
+/* The queue page (portal/queue.html): live SLA countdowns, saved filters and the batch-review selection.
+ * No framework, no network.
  *
  * Every word shown comes from the page (data-* attributes translated by the server), so the script holds
  * no English: zh-hans users see their own units and phrases.
@@ -174,6 +175,47 @@
     render();
   }
 
+  // --- batch review (批量审核): the selection ------------------------------------------------------------
+  // The row checkboxes belong to form#batch-form (form="batch-form"). Here: "select all on this page" (hidden
+  // without the script), the live count and a picked row's highlight. An empty selection is refused by the
+  // server with its code (ERR_VALIDATION), one message for every client.
+  function startBatch() {
+    var form = document.getElementById("batch-form");
+    if (!form) return;
+    var d = form.dataset;
+    var all = document.getElementById("pick-all");
+    var count = document.getElementById("batch-count");
+    var matching = document.getElementById("batch-scope-matching");
+    var boxes = Array.prototype.slice.call(document.querySelectorAll('#queue input[type=checkbox][name=ids]'));
+
+    function picked() {
+      return boxes.filter(function (b) { return b.checked; }).length;
+    }
+
+    function update() {
+      var n = picked();
+      boxes.forEach(function (b) {
+        var row = b.closest("tr");
+        if (row) row.classList.toggle("picked", b.checked);
+      });
+      all.checked = n > 0 && n === boxes.length;
+      all.indeterminate = n > 0 && n < boxes.length;
+      count.textContent = matching.checked ? d.matchingLabel : d.countLabel + " " + n;
+    }
+
+    all.hidden = false;
+    all.addEventListener("change", function () {
+      boxes.forEach(function (b) { b.checked = all.checked; });
+      update();
+    });
+    boxes.forEach(function (b) { b.addEventListener("change", update); });
+    form.addEventListener("change", update);
+    // Back from the confirmation page (the browser's page cache keeps the ticks): count them again.
+    window.addEventListener("pageshow", update);
+    update();
+  }
+
   startCountdowns();
   startSavedFilters();
+  startBatch();
 })();
