@@ -29,22 +29,29 @@ platform's creation time when sent, else our intake time — as in ``aftersales/
   share of the window's requests in percent; ties by key.
 
 Rates are ``None`` when their denominator is 0. Percentages are rounded to two places.
+
+``dashboard`` (the portal's 售后分析 page) adds to the summary, in a fixed number of grouped queries more:
+missed deadlines per kind, compensation per currency, the daily service-score trend, up to 30 reasons for the
+word cloud and the reason × product table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Avg, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
+from django.db.models import Avg, Count, DateField, DateTimeField, ExpressionWrapper, F, Func, Max, Q, QuerySet, Sum
 from django.db.models import DurationField as DurationOutput
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aftersales.models import LineItem, OrderVolume
+from aftersales.models import Compensation, LineItem, OrderVolume, ServiceScoreEntry, SlaBreach, SlaKind
 from aftersales.selectors import tickets_for_actor
+from aftersales.sla import DEFAULT_SCORE_FLOOR, MAX_SCORE
 from aftersales.states import FINAL_STATES
 from stores import errors
 from stores.errors import AppError
@@ -89,25 +96,49 @@ def analytics_stores(actor: Actor, store=None) -> QuerySet[Store]:
     return Store.objects.for_actor(actor, perm=StorePerm.VIEW_ANALYTICS)
 
 
+@dataclass(frozen=True)
+class _Window:
+    """What every figure of one call shares: the period, the stores covered and their requests in it."""
+
+    days: int
+    now: dt.datetime
+    since: dt.datetime
+    stores: list[dict]
+    store_ids: list[int]
+    tickets: QuerySet
+
+
+def _window(actor: Actor, days: int, store, now: dt.datetime | None) -> _Window:
+    if days not in WINDOWS:
+        raise AppError(errors.ERR_VALIDATION, fields={"days": [_("7 or 30.")]})
+    now = now or timezone.now()
+    since = now - dt.timedelta(days=days)
+    stores = analytics_stores(actor, store)
+    store_rows = list(stores.order_by("name", "pk").values(
+        "pk", "public_id", "name", "service_score", market_code=F("market__code"),
+        time_zone=F("market__time_zone"), score_floor=F("market__policy__score_floor_for_traffic")))
+    store_ids = [row["pk"] for row in store_rows]
+    if store is None and not store_ids and not actor.is_owner and Store.objects.for_actor(actor).exists():
+        raise AppError(errors.ERR_PERM_005)
+    requested_at = Coalesce("platform_created_at", "created_at")
+    tickets = (tickets_for_actor(actor).select_related(None).filter(store_id__in=store_ids)
+               .annotate(requested_at=requested_at).filter(requested_at__gte=since).order_by())
+    return _Window(days, now, since, store_rows, store_ids, tickets)
+
+
 def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = None) -> dict:
     """The summary of the module docstring for the last ``days`` (7 or 30) days.
 
     Without a store it covers every store with view_analytics; a sub-account that sees stores but may view
     the analytics of none gets ERR_PERM_005 (rather than an empty summary that looks like a quiet week).
     """
-    if days not in WINDOWS:
-        raise AppError(errors.ERR_VALIDATION, fields={"days": [_("7 or 30.")]})
-    now = now or timezone.now()
-    since = now - dt.timedelta(days=days)
-    stores = analytics_stores(actor, store)
-    store_rows = list(stores.order_by("name", "pk").values_list("pk", "public_id"))
-    store_ids = [pk for pk, _public in store_rows]
-    if store is None and not store_ids and not actor.is_owner and Store.objects.for_actor(actor).exists():
-        raise AppError(errors.ERR_PERM_005)
+    return _summary(_window(actor, days, store, now), TOP_REASONS)
 
-    requested_at = Coalesce("platform_created_at", "created_at")
-    tickets = (tickets_for_actor(actor).select_related(None).filter(store_id__in=store_ids)
-               .annotate(requested_at=requested_at).filter(requested_at__gte=since).order_by())
+
+def _summary(window: _Window, reason_limit: int) -> dict:
+    """The summary's figures; ``top_reasons`` holds up to ``reason_limit`` reasons (the dashboard's cloud
+    asks for more in the same query, then keeps the summary's three)."""
+    days, now, since, store_ids, tickets = window.days, window.now, window.since, window.store_ids, window.tickets
     finished = Q(state__in=[str(s) for s in FINAL_STATES])
     handling = ExpressionWrapper(F("state_changed_at") - F("requested_at"), output_field=DurationOutput())
     in_time = finished & Q(state_changed_at__lte=F("requested_at") + dt.timedelta(hours=COMPLETION_HOURS))
@@ -131,7 +162,7 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
         .annotate(units_sold=Sum("units_sold"), orders=Sum("orders")).order_by()}
     reasons = list(
         tickets.values("reason_key").annotate(count=Count("pk"), text=Max("reason_text"))
-        .order_by("-count", "reason_key")[:TOP_REASONS]
+        .order_by("-count", "reason_key")[:reason_limit]
     )
 
     n = totals["n"]
@@ -157,7 +188,7 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
         "days": days,
         "since": since,
         "until": now,
-        "store_ids": [str(public) for _pk, public in store_rows],
+        "store_ids": [str(row["public_id"]) for row in window.stores],
         "requests": n,
         "return_rate": {
             "rate_pct": _pct(asked_back, sold_total),
@@ -179,4 +210,128 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
                                  "of": totals["due"], "benchmark_pct": service["completed_within_72h_pct"]},
         "top_reasons": [{"key": r["reason_key"], "text": r["text"] or "", "count": r["count"],
                          "share_pct": _pct(r["count"], n)} for r in reasons],
+    }
+
+
+# --- the portal's dashboard (售后分析) ----------------------------------------------------------------------
+CLOUD_REASONS = 30
+MATRIX_PRODUCTS = 6
+MATRIX_REASONS = 10
+# A reason "stands out" for a product when it is behind at least this share of that product's requests, and
+# in at least STANDOUT_MIN_COUNT of them (so one request of a rarely returned product is not a finding). The
+# seed's example: "missing assembly instructions" behind 37 % of one product's returns.
+STANDOUT_MIN_PCT = 25
+STANDOUT_MIN_COUNT = 3
+
+
+def dashboard(actor: Actor, *, days: int, store=None, now: dt.datetime | None = None) -> dict:
+    """Everything the 售后分析 page shows: ``summary`` (its keys, unchanged, top 3 reasons) plus
+
+    - ``reasons``: up to ``CLOUD_REASONS`` reasons (key, text, count, share) for the word cloud;
+    - ``breaches``: missed deadlines recorded in the window, per kind, and their ``total``;
+    - ``compensation``: 自动赔付 recorded in the window per currency, ``paid`` (granted) and ``capped`` —
+      never summed across currencies;
+    - ``service_score``: each store's current score against its market's down-weighting floor, and the daily
+      trend (the score at the end of each market-local day) of the one store, or averaged over the stores;
+    - ``reason_products``: the reason × product table — columns are the products with the most requests,
+      rows the reasons behind them, each cell the count and its share of that product's requests.
+
+    The same scope and permission rules as ``summary`` (view_analytics, ERR_PERM_005). A constant number of
+    grouped queries whatever the volume and the number of stores.
+    """
+    window = _window(actor, days, store, now)
+    result = _summary(window, CLOUD_REASONS)
+    result["reasons"] = result["top_reasons"]
+    result["top_reasons"] = result["reasons"][:TOP_REASONS]
+    scoped = {"agency_id": actor.agency_id, "store_id__in": window.store_ids,
+              "created_at__gte": window.since, "created_at__lte": window.now}
+    result["breaches"] = _breaches(scoped)
+    result["compensation"] = _compensation(scoped)
+    result["service_score"] = _score_trend(window, scoped, single=store is not None)
+    result["reason_products"] = _reason_products(window.tickets, result["requests"])
+    return result
+
+
+def _breaches(scoped: dict) -> dict:
+    rows = (SlaBreach.objects.filter(**scoped).values("kind").annotate(count=Count("pk")).order_by("kind"))
+    labels = dict(SlaKind.choices)
+    kinds = [{"kind": r["kind"], "label": str(labels.get(r["kind"], r["kind"])), "count": r["count"]}
+             for r in rows]
+    return {"total": sum(k["count"] for k in kinds), "by_kind": kinds}
+
+
+def _compensation(scoped: dict) -> dict:
+    rows = (Compensation.objects.filter(**scoped).values("currency", "status")
+            .annotate(amount=Sum("amount"), count=Count("pk")).order_by("currency", "status"))
+    result: dict[str, list] = {"paid": [], "capped": []}
+    for row in rows:
+        key = "paid" if row["status"] == Compensation.Status.GRANTED else "capped"
+        result[key].append({"currency": row["currency"], "amount": row["amount"], "count": row["count"]})
+    return result
+
+
+def _score_trend(window: _Window, scoped: dict, *, single: bool) -> dict:
+    """Two queries: the last ledger entry of each (store, market-local day) in the window, and each store's
+    last entry before it (the score the window starts from; 5.00 when the ledger is empty before, or the
+    store's current score when it has no entry at all).
+
+    Stores in far-apart markets have different local days, so the plotted days are one common range — from
+    the earliest store's first local day to the latest store's last — and every store has a score on every
+    one of them: its starting score before its own first day, its last known score carried forward after its
+    own last day. So each point averages every store and the line does not jump at its ends."""
+    local_day = Cast(Func(F("store__market__time_zone"), F("created_at"), function="timezone",
+                          output_field=DateTimeField()), DateField())
+    in_window = list(ServiceScoreEntry.objects.filter(**scoped).annotate(day=local_day)
+                     .order_by("store_id", "day", "-created_at", "-id").distinct("store_id", "day")
+                     .values_list("store_id", "day", "score_after"))
+    before = dict(ServiceScoreEntry.objects.filter(
+        agency_id=scoped["agency_id"], store_id__in=window.store_ids, created_at__lt=window.since)
+        .order_by("store_id", "-created_at", "-id").distinct("store_id").values_list("store_id", "score_after"))
+    daily: dict[int, dict[dt.date, Decimal]] = {}
+    for store_id, day, score in in_window:
+        daily.setdefault(store_id, {})[day] = score
+    zones = {row["time_zone"] for row in window.stores}
+    first = min((window.since.astimezone(ZoneInfo(z)).date() for z in zones), default=None)
+    last = max((window.now.astimezone(ZoneInfo(z)).date() for z in zones), default=None)
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)] if first and last else []
+    totals = dict.fromkeys(days, Decimal("0"))
+    stores = []
+    for row in window.stores:
+        entries = daily.get(row["pk"], {})
+        score = before.get(row["pk"], MAX_SCORE if entries else row["service_score"])
+        for day in days:
+            score = entries.get(day, score)
+            totals[day] += score
+        floor = row["score_floor"] if row["score_floor"] is not None else DEFAULT_SCORE_FLOOR
+        stores.append({"id": str(row["public_id"]), "name": row["name"], "market": row["market_code"],
+                       "score": row["service_score"], "floor": floor, "below": row["service_score"] < floor})
+    points = [(day, (totals[day] / len(stores)).quantize(Decimal("0.01"))) for day in days]
+    return {"stores": stores, "floors": sorted({s["floor"] for s in stores}), "averaged": not single,
+            "points": points}
+
+
+def _reason_products(tickets: QuerySet, requests: int) -> dict:
+    """Columns: the products with the most requests; rows: the reasons behind them, most frequent first."""
+    items = LineItem.objects.filter(ticket__in=tickets.values("pk"))
+    products = list(items.values("product_name").annotate(requests=Count("ticket_id", distinct=True))
+                    .order_by("-requests", "product_name")[:MATRIX_PRODUCTS])
+    names = [p["product_name"] for p in products]
+    pairs = list(items.filter(product_name__in=names).values("product_name", reason_key=F("ticket__reason_key"))
+                 .annotate(count=Count("ticket_id", distinct=True), text=Max("ticket__reason_text"))
+                 .order_by()) if names else []
+    totals = {p["product_name"]: p["requests"] for p in products}
+    rows: dict[str, dict] = {}
+    for pair in pairs:
+        row = rows.setdefault(pair["reason_key"], {"key": pair["reason_key"], "text": "", "count": 0, "cells": {}})
+        row["text"] = max(row["text"], pair["text"] or "")
+        row["count"] += pair["count"]
+        share = _pct(pair["count"], totals[pair["product_name"]])
+        row["cells"][pair["product_name"]] = {
+            "count": pair["count"], "share_pct": share,
+            "standout": pair["count"] >= STANDOUT_MIN_COUNT and share >= STANDOUT_MIN_PCT}
+    ordered = sorted(rows.values(), key=lambda r: (-r["count"], r["key"]))[:MATRIX_REASONS]
+    return {
+        "products": [{"name": p["product_name"], "requests": p["requests"]} for p in products],
+        "rows": [{**row, "cells": [row["cells"].get(name) for name in names]} for row in ordered],
+        "requests": requests,
     }

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 ERR_SLA_BREACHED = errors.ERR_SLA_001.code
 ERR_SLA_CAPPED = errors.ERR_SLA_002.code
 MAX_SCORE = Decimal("5.00")
+# The down-weighting floor for a market without a policy row (MarketPolicy.score_floor_for_traffic).
+DEFAULT_SCORE_FLOOR = Decimal("4.80")
 # Which missed deadlines owe the buyer automatic compensation (Seller Policy v3.2 §7.1: the first human response).
 COMPENSATING_KINDS = frozenset({SlaKind.FIRST_RESPONSE})
 # Ties are broken by this order, so the deadline that compensates is the one named.
@@ -464,7 +466,7 @@ class Traffic:
 
 def traffic(score: Decimal, policy: MarketPolicy | None) -> Traffic:
     """流量降权: below the floor, ≈ exposure_loss_per_tenth % of natural exposure per 0.1 points."""
-    floor = policy.score_floor_for_traffic if policy else Decimal("4.80")
+    floor = policy.score_floor_for_traffic if policy else DEFAULT_SCORE_FLOOR
     per_tenth = policy.exposure_loss_per_tenth if policy else Decimal("3.20")
     if score >= floor:
         return Traffic(score, False, Decimal("0.0"))
