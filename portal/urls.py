@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal import alerts, batch, dashboard, editors, files, views
+from portal import alerts, batch, dashboard, editors, files, team, views
 
 app_name = "portal"
 
@@ -18,5 +18,5 @@ urlpatterns = [
 ]
 
 # Each area of the portal declares its own routes next to its views.
-for _area in (alerts, batch, dashboard, editors,):
+for _area in (batch, dashboard, team, editors, alerts):
     urlpatterns += _area.urlpatterns

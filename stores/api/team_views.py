@@ -71,7 +71,7 @@ def role_for_actor(actor: Actor, role_id, *, field: str | None = None) -> Role:
 def stores_for(actor: Actor, store_ids) -> list[Store]:
     """Every named store, visible to the caller; one that is not → 404 (never confirm another's store)."""
     wanted = {str(s) for s in store_ids}
-    found = list(Store.objects.for_actor(actor).filter(public_id__in=wanted))
+    found = list(Store.objects.for_actor(actor).filter(public_id__in=wanted).select_related("market"))
     if len(found) != len(wanted):
         raise AppError(errors.ERR_NOT_FOUND, fields={"stores": [str(errors.ERR_NOT_FOUND.message)]})
     return found
