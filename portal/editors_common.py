@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from portal.request import ShownError, done_message, run_once
-from portal.views import no_agency, stores_in_view
+from portal.views import no_agency, not_found, stores_in_view
 from stores import errors
 from stores.errors import AppError, ErrorCode
 from stores.scoping import Actor
@@ -58,8 +58,7 @@ class FormError:
 
 def missing(request, back_url: str, back_label: str):
     """Unknown, another agency's or not visible: one page, nothing confirmed about the object."""
-    return render(request, "portal/replies_missing.html",
-                  {"error": errors.ERR_NOT_FOUND, "back_url": back_url, "back_label": back_label}, status=404)
+    return not_found(request, back_url, back_label)
 
 
 def managed_store_ids(actor: Actor, stores, perm: str) -> set[int]:

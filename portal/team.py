@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from portal import team_addresses
 from portal.request import Failed, new_key
 from portal.team_forms import invalid, submit
-from portal.views import no_agency
+from portal.views import no_agency, not_found
 from stores import errors, services
 from stores.api.team_views import member_for_actor, members_for_actor, role_for_actor, stores_for
 from stores.errors import AppError
@@ -301,7 +301,7 @@ def team_act(request, action):
     if actor is None:
         return no_agency(request)
     if action not in HANDLERS:
-        return render(request, "portal/team_missing.html", {"error": errors.ERR_NOT_FOUND}, status=404)
+        return not_found(request, reverse("portal:team"), _("Back to team & roles"))
     if not is_team_manager(actor):
         return denied(request, actor)
     handler = HANDLERS[action]

@@ -25,7 +25,7 @@ from logistics import addresses, dropoffs
 from logistics.models import ReturnAddress
 from portal.request import Failed, new_key
 from portal.team_forms import invalid, shown, submit
-from portal.views import no_agency, stores_in_view
+from portal.views import no_agency, not_found, stores_in_view
 from stores import errors, services
 from stores.errors import AppError
 from stores.models import Market
@@ -151,7 +151,7 @@ def addresses_act(request, action):
 
 def address_missing(request):
     """Unknown, another agency's or a store not granted: one page, nothing about the address confirmed."""
-    return render(request, "portal/addresses_missing.html", {"error": errors.ERR_NOT_FOUND}, status=404)
+    return not_found(request, reverse("portal:addresses"), _("Back to the return addresses"))
 
 
 def render_edit(request, actor: Actor, address: ReturnAddress, failed: Failed | None = None, status: int = 200):

@@ -119,6 +119,12 @@ def queue(request):
 
 
 # --- the request workspace (售后单工作台) --------------------------------------------------------------
+def not_found(request, back_url: str, back_label: str):
+    """Unknown, another agency's or not visible: one page for every kind of object, nothing about it confirmed."""
+    return render(request, "portal/missing.html",
+                  {"error": errors.ERR_NOT_FOUND, "back_url": back_url, "back_label": back_label}, status=404)
+
+
 def request_missing(request):
     """Unknown, another agency's or a store not granted: the same page, nothing about the request confirmed."""
     return render(request, "portal/request_missing.html", {"error": errors.ERR_NOT_FOUND}, status=404)
