@@ -401,3 +401,16 @@ def test_each_tenant_sees_its_own_team(as_user, tenants):
     text = page(as_user(other.owner))
     assert other.stores[0].name in text
     assert a.agent.username not in text and b.agent.username not in text
+
+
+def test_template_roles_read_in_the_users_language_unless_renamed(as_user, tenants, settings):
+    from stores.models import Role
+
+    a, _b = tenants
+    client = as_user(a.owner)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    text = client.get("/team/").content.decode()
+    assert "<strong>售后客服</strong>" in text and "<strong>After-sales agent</strong>" not in text
+    Role.objects.for_agency(a.agency).filter(slug="aftersales-agent").update(name="Night shift")
+    text = client.get("/team/").content.decode()
+    assert "<strong>Night shift</strong>" in text and "<strong>售后客服</strong>" not in text

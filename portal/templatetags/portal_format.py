@@ -21,3 +21,19 @@ def money(amount, currency: str = "") -> str:
         return ""
     text = f"{value:,.2f}"
     return f"{currency} {text}" if currency else text
+
+
+@register.filter
+def role_label(role) -> str:
+    """A role created from a template and never renamed reads in today's language (its stored name is the
+    template's English one); a renamed or agency-made role shows its own name."""
+    from django.utils import translation
+
+    from stores.permissions import ROLE_TEMPLATES
+
+    entry = ROLE_TEMPLATES.get(getattr(role, "slug", ""))
+    if entry is None:
+        return role.name
+    with translation.override("en"):
+        english = str(entry[0])
+    return str(entry[0]) if role.name == english else role.name
