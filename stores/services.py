@@ -90,11 +90,16 @@ def create_agency(*, slug: str, name: str) -> Agency:
 
 
 def ensure_role_templates(agency: Agency) -> None:
-    for slug, (label, perms) in ROLE_TEMPLATES.items():
-        Role.objects.get_or_create(
-            agency=agency, slug=slug,
-            defaults={"name": str(label), "permissions": [str(p) for p in perms], "is_template": True},
-        )
+    """The template roles, named in English whatever language is active (the portal shows a template role that
+    was never renamed in each reader's language: portal_format.role_label)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        for slug, (label, perms) in ROLE_TEMPLATES.items():
+            Role.objects.get_or_create(
+                agency=agency, slug=slug,
+                defaults={"name": str(label), "permissions": [str(p) for p in perms], "is_template": True},
+            )
 
 
 @transaction.atomic
