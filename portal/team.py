@@ -11,14 +11,20 @@ whatever the size of the team: members, their assignments, roles, stores and the
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.mail import send_mail
 from django.db import transaction
 from django.shortcuts import render
-from django.urls import path, reverse
+from django.urls import path, reverse, reverse_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from portal import team_addresses
@@ -34,6 +40,9 @@ from stores.scoping import Actor
 from stores.selectors import stores_for_actor
 
 ALL_PERMS = list(StorePerm)
+SET_PASSWORD = "password"  # the add form's other choice; anything else is an invitation (the default)
+
+logger = logging.getLogger(__name__)
 
 
 # --- reads --------------------------------------------------------------------------------------------------
@@ -82,6 +91,8 @@ class MemberRow:
     roles: list[HeldRole]
     cells: list[list[StorePerm]]  # one per store, in the stores' order
     remove_key: str = ""
+    pending: bool = False  # invited, no password set yet
+    resend_key: str = ""
 
 
 @dataclass
@@ -117,10 +128,13 @@ def member_rows(actor: Actor, stores: list) -> list[MemberRow]:
             cells = [ALL_PERMS for _store in stores]
         else:
             cells = [[p for p in ALL_PERMS if p.value in held.get((member.user_id, s.pk), ())] for s in stores]
+        # The user row is already read (select_related): an unusable password costs no query to see.
+        pending = not member.is_owner and not member.user.has_usable_password()
         rows.append(MemberRow(
             membership=member, username=member.user.username, email=member.user.email, is_owner=member.is_owner,
             kind=member.get_kind_display(), roles=sorted(by_role.values(), key=lambda e: (e.role.name, e.role.pk)),
-            cells=cells, remove_key="" if member.is_owner else new_key()))
+            cells=cells, remove_key="" if member.is_owner else new_key(), pending=pending,
+            resend_key=new_key() if pending else ""))
     return rows
 
 
@@ -151,7 +165,7 @@ def error_place(failed: Failed | None, members: list[MemberRow], roles: list[Rol
         return ""
     if failed.action in ("create-member", "grant", "create-role"):
         return failed.action
-    if failed.action in ("revoke", "remove"):
+    if failed.action in ("revoke", "remove", "resend"):
         name = failed.values.get("member")
         if any(row.username == name for row in members):
             return f"member:{name}"
@@ -178,6 +192,7 @@ def team_context(request, actor: Actor, failed: Failed | None = None) -> dict:
         "error_at": error_place(failed, members, roles),
         # The values typed into the refused form, for that form only (the password is never sent back).
         "v_member": values if action == "create-member" else {},
+        "set_password": action == "create-member" and values.get("setup") == SET_PASSWORD,
         "v_grant": values if action == "grant" else {},
         "v_role": values if action == "create-role" else {},
         "chosen_stores": _as_list(values.get("stores")) if action == "grant" else [],
@@ -234,11 +249,69 @@ def _names(stores) -> str:
     return ", ".join(f"{s.name} · {s.market.code}" for s in sorted(stores, key=lambda s: (s.name, s.pk)))
 
 
-def act_create_member(actor: Actor, post) -> str:
+def invitation_link(request, user) -> str:
+    uidb64, token = services.invitation_link_parts(user)
+    return request.build_absolute_uri(reverse("portal:invite", args=[uidb64, token]))
+
+
+def send_invitation(request, member: Membership, link: str) -> bool:
+    """The invitation e-mail, in the sender's language (the one active for this request). False when it could not
+    be sent: the caller still shows the link, so a mail server being down never loses the invited account."""
+    days = max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)
+    names = {"name": member.user.username, "agency": member.agency.name, "inviter": request.user.get_username(),
+             "link": link, "days": days}
+    subject = _("%(inviter)s invites you to %(agency)s on the after-sales control tower") % names
+    body = "\n\n".join([
+        _("%(inviter)s has added you as a sub-account (子账号) of %(agency)s. Your username is %(name)s.") % names,
+        _("Choose your password here, then sign in:") + "\n" + link,
+        ngettext("The link works once and expires in %(days)s day. If it no longer works, ask %(inviter)s to "
+                 "send the invitation again.",
+                 "The link works once and expires in %(days)s days. If it no longer works, ask %(inviter)s to "
+                 "send the invitation again.", days) % names,
+    ])
+    try:
+        send_mail(subject, body, None, [member.user.email])
+    except Exception:  # SMTP, DNS, a refused address: whatever the backend raises, the account stays
+        logger.exception("invitation e-mail to member %s not sent", member.pk)
+        return False
+    return True
+
+
+def invite(request, member: Membership) -> str:
+    """A fresh link, sent by e-mail when there is an address, and shown to the sender either way."""
+    link = invitation_link(request, member.user)
+    names = {"name": member.user.username, "email": member.user.email, "link": link}
+    if not member.user.email:
+        messages.warning(request, _("%(name)s has no e-mail address: pass on this link yourself: %(link)s") % names)
+        return _("A new invitation link for %(name)s is ready.") % names
+    if not send_invitation(request, member, link):
+        messages.warning(request, _("The invitation e-mail to %(email)s could not be sent. The sub-account is kept: "
+                                    "pass on this link yourself (chat, message): %(link)s") % names)
+        return _("Invitation for %(name)s is ready; only the e-mail failed.") % names
+    return _("Invitation sent to %(email)s for %(name)s. You can also pass on this link (chat, message); it is "
+             "shown only now: %(link)s") % names
+
+
+def act_create_member(actor: Actor, post, request) -> str:
+    """Invite (the default: the person chooses their password from the e-mailed link) or set a password now."""
+    with_password = _text(post, "setup") == SET_PASSWORD
     member = services.create_sub_account(actor=actor, agency_id=actor.agency_id, username=_text(post, "username"),
-                                         password=str(post.get("password", "")), email=_text(post, "email"))
-    return _("Sub-account %(name)s was created. It sees no store until you grant it a role.") % {
-        "name": member.user.username}
+                                         password=str(post.get("password", "")) if with_password else None,
+                                         email=_text(post, "email"))
+    if with_password:
+        return _("Sub-account %(name)s was created. It sees no store until you grant it a role.") % {
+            "name": member.user.username}
+    return " ".join([_("Sub-account %(name)s was created and invited. It sees no store until you grant it a role.")
+                     % {"name": member.user.username}, invite(request, member)])
+
+
+def act_resend(actor: Actor, post, request) -> str:
+    """A new link for a member who has not set a password yet (an older link keeps working until it expires)."""
+    member = member_for_actor(actor, _text(post, "member"))
+    if member.is_owner or member.user.has_usable_password():
+        raise invalid("member", _("%(name)s has already set a password: there is no invitation to send.") % {
+            "name": member.user.username})
+    return invite(request, member)
 
 
 def act_grant(actor: Actor, post) -> str:
@@ -286,6 +359,7 @@ def act_edit_role(actor: Actor, post) -> str:
 
 HANDLERS = {
     "create-member": act_create_member,
+    "resend": act_resend,
     "grant": act_grant,
     "revoke": act_revoke,
     "remove": act_remove,
@@ -305,12 +379,32 @@ def team_act(request, action):
     if not is_team_manager(actor):
         return denied(request, actor)
     handler = HANDLERS[action]
-    return submit(request, action, lambda: handler(actor, request.POST), reverse("portal:team"),
+    # The invitation handlers build the absolute link and speak to the sender: they need the request itself.
+    with_request = handler in (act_create_member, act_resend)
+    return submit(request, action,
+                  lambda: handler(actor, request.POST, request) if with_request else handler(actor, request.POST),
+                  reverse("portal:team"),
                   lambda failed: render_team(request, actor, failed))
+
+
+# --- the invited person's side: no login, Django's password-reset confirmation on our pages -------------------
+class InviteView(auth_views.PasswordResetConfirmView):
+    """The link from the invitation: set a password, then sign in. A used, expired or altered link shows why and
+    what to do (``validlink`` False); the token is Django's, so setting the password makes the link invalid."""
+
+    template_name = "portal/invite.html"
+    success_url = reverse_lazy("portal:invite_done")
+    post_reset_login = False
+
+
+class InviteDoneView(auth_views.PasswordResetCompleteView):
+    template_name = "portal/invite_done.html"
 
 
 urlpatterns: list = [
     path("team/", team, name="team"),
     path("team/act/<slug:action>/", team_act, name="team_act"),
+    path("invite/done/", InviteDoneView.as_view(), name="invite_done"),
+    path("invite/<uidb64>/<token>/", InviteView.as_view(), name="invite"),
     *team_addresses.urlpatterns,
 ]

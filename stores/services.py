@@ -259,13 +259,15 @@ def remove_member(*, actor: Actor | None, membership: Membership) -> None:
 
 
 @transaction.atomic
-def create_sub_account(*, actor: Actor | None, agency_id: int, username: str, password: str,
+def create_sub_account(*, actor: Actor | None, agency_id: int, username: str, password: str | None,
                        email: str = "") -> Membership:
     """A new login (子账号) in the agency, with no role yet: it sees nothing until a role is assigned.
 
     Only the owner, or a sub-account managing the team on every store, may add people. The username is a
     login for the whole installation, so a taken one is refused whichever agency holds it; the password must
-    pass the configured validators.
+    pass the configured validators. Without a password (an invitation) the login gets an unusable one — nobody
+    can sign in with it until the person sets theirs through ``invitation_link_parts`` — so an e-mail is needed
+    to reach them.
     """
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError as DjangoValidationError
@@ -284,14 +286,28 @@ def create_sub_account(*, actor: Actor | None, agency_id: int, username: str, pa
             validate_email(email)
         except DjangoValidationError as exc:
             problems["email"] = list(exc.messages)
-    try:
-        validate_password(password, User(username=username, email=email))
-    except DjangoValidationError as exc:
-        problems["password"] = list(exc.messages)
+    elif password is None:
+        problems["email"] = [str(_("An invitation needs an e-mail address to be sent to."))]
+    if password is not None:
+        try:
+            validate_password(password, User(username=username, email=email))
+        except DjangoValidationError as exc:
+            problems["password"] = list(exc.messages)
     if problems:
         raise AppError(errors.ERR_VALIDATION, fields=problems)
+    # With password=None, create_user calls set_password(None), which stores what set_unusable_password() does.
     user = User.objects.create_user(username=username, email=email, password=password)
     return add_member(agency=Agency.objects.get(pk=agency_id), user=user)
+
+
+def invitation_link_parts(user) -> tuple[str, str]:
+    """The two parts of the link where an invited person sets their password: Django's password-reset token,
+    so it expires after ``PASSWORD_RESET_TIMEOUT`` and stops working once a password is set (no table needed)."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    return urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
 
 
 @transaction.atomic

@@ -9,11 +9,16 @@ import html
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core import mail
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 
 from stores import services
+from stores.errors import AppError
 from stores.models import IdempotencyKey, Membership, Role, RoleAssignment, StoreUserObjectPermission
 from stores.permissions import StorePerm
 from tests.conftest import make_tenant
@@ -192,9 +197,13 @@ def test_the_page_costs_the_same_queries_for_a_small_and_a_large_team(as_user, t
         services.assign_role(actor=None, membership=member, role=a.roles["analyst"], stores=a.stores[i % 4:])
     for i in range(4):
         services.create_role(actor=None, agency_id=a.agency.pk, name=f"Extra {i}", permissions=["refund"])
+    for i in range(3):  # invited, no password yet: "pending" is read from the user row already loaded
+        services.create_sub_account(actor=None, agency_id=a.agency.pk, username=f"alpha-invited-{i}", password=None,
+                                    email=f"inv{i}@example.com")
     with CaptureQueriesContext(connection) as large:
         text = page(client)
     assert "alpha-extra-7" in text and "Extra 3" in text
+    assert text.count("Invitation pending") == 3
     assert len(large.captured_queries) == len(small.captured_queries), [q["sql"] for q in large.captured_queries]
 
 
@@ -203,7 +212,7 @@ def test_the_owner_adds_a_sub_account_that_logs_in_and_sees_no_store(as_user, te
     a, _b = tenants
     client = as_user(a.owner)
     response = post(client, "create-member", {"username": "alpha-new", "email": "new@example.com",
-                                              "password": "a-long-pass-42"})
+                                              "setup": "password", "password": "a-long-pass-42"})
     text = follow(client, response)
     assert any("alpha-new" in m and "grant it a role" in m for m in messages_of(text))
     member = Membership.objects.for_agency(a.agency).get(user__username="alpha-new")
@@ -216,7 +225,7 @@ def test_a_double_submit_adds_the_sub_account_once(as_user, tenants):
     a, _b = tenants
     client = as_user(a.owner)
     key = key_of(page(client), "form-create-member")
-    data = {"username": "alpha-twice", "password": "a-long-pass-42", "email": ""}
+    data = {"username": "alpha-twice", "setup": "password", "password": "a-long-pass-42", "email": ""}
     first = post(client, "create-member", data, key=key)
     second = post(client, "create-member", data, key=key)
     assert first.status_code == second.status_code == 302
@@ -229,7 +238,7 @@ def test_a_refused_sub_account_shows_code_fields_and_keeps_the_values_but_not_th
     a, b = tenants
     client = as_user(a.owner)
     response = post(client, "create-member", {"username": b.agent.username, "email": "not-an-email",
-                                              "password": "secret-typed-99"})
+                                              "setup": "password", "password": "secret-typed-99"})
     assert response.status_code == 400
     text = response.content.decode()
     block = error_block(text, "ERR_VALIDATION")
@@ -239,6 +248,7 @@ def test_a_refused_sub_account_shows_code_fields_and_keeps_the_values_but_not_th
     assert f'value="{b.agent.username}"' in form and 'value="not-an-email"' in form
     assert "secret-typed-99" not in text
     assert "autofocus" in form
+    assert 'id="setup-password" name="setup" value="password" checked' in form  # the choice made is kept
 
 
 def test_a_missing_form_key_is_refused_with_its_code(as_user, tenants):
@@ -414,3 +424,165 @@ def test_template_roles_read_in_the_users_language_unless_renamed(as_user, tenan
     Role.objects.for_agency(a.agency).filter(slug="aftersales-agent").update(name="Night shift")
     text = client.get("/team/").content.decode()
     assert "<strong>Night shift</strong>" in text and "<strong>售后客服</strong>" not in text
+
+
+# --- invite a sub-account (they choose their own password) -------------------------------------------------
+INVITE_LINK = re.compile(r"https?://[^/\s]+(/invite/[^/\s]+/[^/\s]+/)")
+
+
+def can_log_in(username: str, password: str) -> bool:
+    """Through the real sign-in page (axes sits in front of the backends), in a client of its own."""
+    response = Client().post("/login/", {"username": username, "password": password})
+    return response.status_code == 302
+
+
+def invite(client, username: str, email: str = "") -> str:
+    response = post(client, "create-member", {"username": username, "email": email or f"{username}@example.com",
+                                              "setup": "invite"})
+    return follow(client, response)
+
+
+def link_in(text: str) -> str:
+    """The path of the one invitation link in a text (e-mail body or page message)."""
+    found = INVITE_LINK.findall(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def set_password(path: str, password: str = "fresh-harbour-73"):
+    anonymous = Client()
+    form = anonymous.get(path, follow=True)  # Django moves the token into the session, then shows the form
+    assert form.status_code == 200 and 'id="invite-form"' in form.content.decode()
+    return anonymous.post(form.redirect_chain[-1][0], {"new_password1": password, "new_password2": password})
+
+
+def test_an_invitation_creates_a_login_that_cannot_sign_in_and_mails_the_link(as_user, tenants):
+    a, _b = tenants
+    client = as_user(a.owner)
+    text = invite(client, "alpha-invited", "inv@example.com")
+    user = get_user_model().objects.get(username="alpha-invited")
+    assert not user.has_usable_password() and user.email == "inv@example.com"
+    assert Membership.objects.for_agency(a.agency).filter(user=user, kind=Membership.Kind.SUB_ACCOUNT).exists()
+    assert not can_log_in("alpha-invited", "")
+    assert len(mail.outbox) == 1
+    sent = mail.outbox[0]
+    assert sent.to == ["inv@example.com"] and a.owner.username in sent.subject and a.agency.name in sent.subject
+    path = link_in(sent.body)
+    assert "http://testserver" + path in sent.body  # absolute, to open from a mail client
+    # Shown once on the page too (to pass on by chat), and the member is marked pending with a resend action.
+    shown = [m for m in messages_of(text) if "inv@example.com" in m]
+    assert len(shown) == 1 and link_in(shown[0]) == path
+    row = row_html(text, "alpha-invited")
+    assert "Invitation pending" in row and 'action="/team/act/resend/"' in row
+    assert not messages_of(page(client))  # the link is shown once, not on the next visit
+
+
+def test_the_invited_person_sets_a_password_signs_in_and_the_link_then_stops_working(as_user, tenants, client):
+    a, _b = tenants
+    text = invite(as_user(a.owner), "alpha-joins")
+    path = link_in(mail.outbox[0].body)
+    assert link_in(" ".join(messages_of(text))) == path
+    response = set_password(path)
+    assert response.status_code == 302 and response["Location"] == "/invite/done/"
+    done = Client().get("/invite/done/").content.decode()
+    assert "Your password is set" in done and 'href="/login/"' in done
+    assert can_log_in("alpha-joins", "fresh-harbour-73")
+    assert "Invitation pending" not in row_html(page(as_user(a.owner)), "alpha-joins")
+    again = Client().get(path, follow=True)
+    text = again.content.decode()
+    assert again.status_code == 200 and 'id="invite-form"' not in text
+    assert "This invitation link no longer works" in text and "send the invitation again" in text
+
+
+def test_the_invite_page_shows_labelled_fields_and_the_password_rules_and_refuses_a_weak_one(tenants, as_user):
+    a, _b = tenants
+    invite(as_user(a.owner), "alpha-rules")
+    anonymous = Client()
+    form = anonymous.get(link_in(mail.outbox[0].body), follow=True)
+    text = form.content.decode()
+    assert 'for="id_new_password1"' in text and 'for="id_new_password2"' in text and "alpha-rules" in text
+    assert "at least" in text  # the configured validators' rules, from the form field's help text
+    response = anonymous.post(form.redirect_chain[-1][0], {"new_password1": "short", "new_password2": "short"})
+    assert response.status_code == 200 and 'role="alert"' in response.content.decode()
+    assert not get_user_model().objects.get(username="alpha-rules").has_usable_password()
+
+
+def test_an_altered_link_shows_what_to_do(client, tenants):
+    response = client.get("/invite/MQ/not-a-token/", follow=True)
+    text = response.content.decode()
+    assert response.status_code == 200 and "This invitation link no longer works" in text
+    assert "send the invitation again" in text and 'id="invite-form"' not in text
+
+
+def test_send_the_invitation_again_gives_a_working_link(as_user, tenants):
+    a, _b = tenants
+    client = as_user(a.owner)
+    invite(client, "alpha-again")
+    text = follow(client, post(client, "resend", {"member": "alpha-again"}, form_id="form-create-member"))
+    assert len(mail.outbox) == 2 and mail.outbox[1].to == ["alpha-again@example.com"]
+    fresh = link_in(mail.outbox[1].body)
+    assert any("alpha-again" in m and fresh in m for m in messages_of(text))
+    assert set_password(fresh).status_code == 302
+    assert can_log_in("alpha-again", "fresh-harbour-73")
+    # Once the password is set there is nothing to resend: the action is gone, and a crafted one is refused.
+    text = page(client)
+    assert 'action="/team/act/resend/"' not in row_html(text, "alpha-again")
+    response = post(client, "resend", {"member": "alpha-again"}, form_id="form-create-member")
+    assert response.status_code == 400
+    assert "already set a password" in error_block(response.content.decode(), "ERR_VALIDATION")
+
+
+def test_a_member_of_another_agency_cannot_be_invited_again(as_user, tenants):
+    a, b = tenants
+    services.create_sub_account(actor=None, agency_id=b.agency.pk, username="beta-invited", password=None,
+                                email="beta@example.com")
+    client = as_user(a.owner)
+    response = post(client, "resend", {"member": "beta-invited"}, form_id="form-create-member")
+    assert response.status_code == 404 and "ERR_NOT_FOUND" in response.content.decode()
+    assert "beta-invited" not in response.content.decode()
+    assert mail.outbox == []
+
+
+def test_an_invitation_without_an_email_is_refused_on_the_email_field(as_user, tenants):
+    a, _b = tenants
+    client = as_user(a.owner)
+    response = post(client, "create-member", {"username": "alpha-nomail", "email": "", "setup": "invite"})
+    assert response.status_code == 400
+    block = error_block(response.content.decode(), "ERR_VALIDATION")
+    assert "Email: An invitation needs an e-mail address" in block
+    assert not get_user_model().objects.filter(username="alpha-nomail").exists() and mail.outbox == []
+
+
+def test_a_failed_email_keeps_the_account_and_shows_the_link_with_a_warning(as_user, tenants, monkeypatch):
+    a, _b = tenants
+
+    def broken(*args, **kwargs):
+        raise ConnectionRefusedError("mail server down")
+
+    monkeypatch.setattr("portal.team.send_mail", broken)
+    text = invite(as_user(a.owner), "alpha-nomailserver")
+    user = get_user_model().objects.get(username="alpha-nomailserver")
+    assert not user.has_usable_password()
+    warning = re.findall(r'<li class="message warning">(.*?)</li>', text, re.S)
+    assert len(warning) == 1 and "could not be sent" in html.unescape(warning[0])
+    assert set_password(link_in(html.unescape(warning[0]))).status_code == 302
+
+
+def test_the_invitation_email_is_written_in_the_senders_language(as_user, tenants, monkeypatch):
+    """Built while the sender's language is active (the .po files get the texts' Chinese when merged)."""
+    a, _b = tenants
+    client = as_user(a.owner)
+    client.cookies["django_language"] = "zh-hans"
+    written_in = []
+    monkeypatch.setattr("portal.team.send_mail",
+                        lambda *args, **kwargs: written_in.append(translation.get_language()) or 1)
+    client.post(act_url("create-member"), {"username": "alpha-zh", "email": "zh@example.com", "setup": "invite",
+                                           "idempotency_key": key_of(page(client), "form-create-member")})
+    assert written_in == ["zh-hans"]
+
+
+def test_the_api_still_needs_a_password(tenants):
+    a, _b = tenants
+    with pytest.raises(AppError) as refused:
+        services.create_sub_account(actor=None, agency_id=a.agency.pk, username="x-short", password="", email="")
+    assert "password" in refused.value.fields

@@ -38,8 +38,13 @@ def test_owner_adds_a_sub_account_grants_one_store_and_the_sub_account_sees_only
     # Add the sub-account with the keyboard: labelled fields, Tab between them, Enter sends.
     page.get_by_label("Username").fill("alpha-lin")
     page.keyboard.press("Tab")
-    expect(page.get_by_label("Email (optional)")).to_be_focused()
+    expect(page.get_by_label("Email", exact=True)).to_be_focused()
     page.keyboard.type("lin@example.com")
+    page.keyboard.press("Tab")
+    expect(page.locator("#setup-invite")).to_be_focused()  # the default: an invitation; the password field hidden
+    expect(page.locator("#new-password")).to_be_hidden()
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#setup-password")).to_be_checked()
     page.keyboard.press("Tab")
     expect(page.locator("#new-password")).to_be_focused()
     page.keyboard.type(NEW_PASSWORD)
@@ -77,7 +82,8 @@ def test_a_refused_form_shows_the_code_next_to_it_and_keeps_the_values(page, liv
     login(page, live_server, a.owner)
     page.goto(f"{live_server.url}/team/")
     page.get_by_label("Username").fill(b.agent.username)  # taken, in another agency: refused, nothing revealed
-    page.get_by_label("Email (optional)").fill("x@example.com")
+    page.get_by_label("Email", exact=True).fill("x@example.com")
+    page.get_by_label("Set a password now").check()
     page.locator("#new-password").fill("short")
     page.get_by_role("button", name="Add sub-account").click()
     error = page.locator("form#form-create-member .action-error")
@@ -86,10 +92,52 @@ def test_a_refused_form_shows_the_code_next_to_it_and_keeps_the_values(page, liv
     expect(error).to_contain_text("Password:")
     expect(page.get_by_label("Username")).to_have_value(b.agent.username)
     expect(page.get_by_label("Username")).to_be_focused()
-    expect(page.get_by_label("Email (optional)")).to_have_value("x@example.com")
+    expect(page.get_by_label("Email", exact=True)).to_have_value("x@example.com")
+    expect(page.get_by_label("Set a password now")).to_be_checked()
     expect(page.locator("#new-password")).to_have_value("")
     page.locator("#add-member").scroll_into_view_if_needed()
     shot(page, "refused")
+
+
+def test_owner_invites_a_sub_account_who_sets_a_password_and_signs_in(page, live_server, tenants, login, shot,
+                                                                     browser):
+    a, _b = tenants
+    login(page, live_server, a.owner)
+    page.goto(f"{live_server.url}/team/")
+    page.get_by_label("Username").fill("alpha-mei")
+    page.get_by_label("Email", exact=True).fill("mei@example.com")
+    expect(page.get_by_label("Send an invitation (they choose their own password)")).to_be_checked()
+    page.get_by_role("button", name="Add sub-account").click()
+    shown = messages(page).filter(has_text="Invitation sent to mei@example.com")
+    expect(shown).to_have_count(1)
+    link = re.search(r"https?://\S+/invite/\S+/\S+/", shown.inner_text()).group(0)
+    expect(page.locator("tr#member-alpha-mei")).to_contain_text("Invitation pending")
+    expect(page.locator("tr#member-alpha-mei").get_by_role(
+        "button", name="Send the invitation to alpha-mei again")).to_be_visible()
+    shot(page, "invited")
+
+    # The invited person, not signed in, in a browser of their own.
+    other = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        guest = other.new_page()
+        guest.goto(link)
+        expect(guest).to_have_title("Set your password")
+        expect(guest.locator("#invite-rules")).not_to_be_empty()
+        guest.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+        guest.get_by_label("Repeat the new password").fill(NEW_PASSWORD)
+        shot(guest, "invite")
+        guest.get_by_role("button", name="Set password").click()
+        expect(guest.locator("#invite-done")).to_contain_text("Your password is set.")
+        guest.get_by_role("link", name="Sign in").click()
+        guest.locator("input[name=username]").fill("alpha-mei")
+        guest.locator("input[name=password]").fill(NEW_PASSWORD)
+        guest.get_by_role("button", name="Sign in").click()
+        expect(guest.locator(".who")).to_have_text("alpha-mei")
+        guest.goto(link)
+        expect(guest.locator(".invalid-link")).to_be_visible()
+        shot(guest, "invite-used")
+    finally:
+        other.close()
 
 
 def test_a_sub_account_without_manage_team_sees_the_permission_message(page, live_server, tenants, login, shot):
