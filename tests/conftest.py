@@ -143,6 +143,16 @@ def _logistics_rows(tenant: Tenant, ticket) -> None:
     WebhookEndpoint.objects.create(agency=agency, provider="aftership", secret=f"{agency.slug}-secret")
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a request in zh-hans (LocaleMiddleware) leaves that language
+    active in the test's thread, and a later test in the same process would read its messages in Chinese."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def tenants_with_rows(tenants):
     for tenant in tenants:
