@@ -113,7 +113,11 @@ class AfterSalesRequest(models.Model):
             # Plain btree (no varchar_pattern_ops twin): order ids are matched exactly.
             models.Index(fields=["order_id"], name="request_order"),
             # Only watched requests (open, a deadline left) are in these: an idle sweep is one small probe.
-            models.Index(fields=["due_at"], name="request_sla_due", condition=models.Q(due_at__isnull=False)),
+            # The queue's default order, soonest deadline first, per agency: a page is a range scan from the
+            # cursor's (due_at, id), at any depth (aftersales/api/pagination.py). Requests without a deadline
+            # come after these in id order (the primary key).
+            models.Index(fields=["agency", "due_at", "id"], name="request_queue_due",
+                         condition=models.Q(due_at__isnull=False)),
             models.Index(fields=["sla_check_at"], name="request_sla_check",
                          condition=models.Q(sla_check_at__isnull=False)),
         ]

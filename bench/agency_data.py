@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import harness
 
 CHUNK = 500_000
+DATABASE_SUFFIX = "_agency"  # kept after the run: ``./dev bench agency --reuse`` measures on it again
 REASONS = [
     ("ecom_order_delivered_refund_and_return_reason_wrong_size", "尺码不合适 / wrong size"),
     ("ecom_order_delivered_refund_and_return_reason_colour_difference", "色差 / colour difference"),
@@ -347,7 +348,7 @@ def main() -> int:
     parser.add_argument("--logs-per-request", type=int, default=4)
     parser.add_argument("--granted", type=int, default=200)
     args = parser.parse_args()
-    harness.setup_django()
+    harness.setup_django(DATABASE_SUFFIX)
     data = load(args.requests, args.stores, args.logs_per_request, args.granted,
                 progress=lambda line: print(line, flush=True))
     rows = counts()

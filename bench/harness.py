@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup_django(suffix: str = "_bench") -> None:
-    """Point Django at a fresh ``<name>_bench`` database, migrate it, and set Django up."""
+def setup_django(suffix: str = "_bench", *, fresh: bool = True) -> None:
+    """Point Django at ``<name><suffix>`` (dropped and re-created unless ``fresh`` is False, which keeps a
+    loaded database for another run), migrate it, and set Django up."""
     import psycopg
 
     url = os.environ.get("DATABASE_URL")
@@ -30,8 +31,10 @@ def setup_django(suffix: str = "_bench") -> None:
     name = parts.path.lstrip("/") + suffix
     admin = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(_libpq(admin), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if fresh or not exists:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     os.environ.setdefault("ALLOW_INSECURE_KEY", "1")
