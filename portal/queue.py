@@ -152,23 +152,17 @@ class Page:
 
 
 def keyset_page(queryset: QuerySet[AfterSalesRequest], token: str, size: int = PAGE_SIZE) -> Page:
-    """One page after (or before) the cursor's position: ``size + 1`` rows fetched, one query."""
+    """One page after (or before) the cursor's position: ``size + 1`` rows fetched (``Ordering.rows``)."""
     decoded = decode_cursor(token) if token else None
     page = Page(cursor_reset=bool(token) and decoded is None)
-    if decoded is None:
-        rows = list(queryset.order_by(*ORDER.forward())[: size + 1])
-        has_next, has_prev = len(rows) > size, False
-        rows = rows[:size]
+    reverse, position = decoded or (False, None)
+    rows = ORDER.rows(queryset, position, reverse=reverse, limit=size + 1)
+    more, rows = len(rows) > size, rows[:size]
+    if reverse:
+        rows.reverse()
+        has_prev, has_next = more, True
     else:
-        reverse, position = decoded
-        if not reverse:
-            rows = list(queryset.filter(ORDER.after(*position)).order_by(*ORDER.forward())[: size + 1])
-            has_next, has_prev = len(rows) > size, True
-            rows = rows[:size]
-        else:
-            rows = list(queryset.filter(ORDER.before(*position)).order_by(*ORDER.backward())[: size + 1])
-            has_prev, has_next = len(rows) > size, True
-            rows = list(reversed(rows[:size]))
+        has_next, has_prev = more, position is not None
     page.rows = rows
     if rows:
         if has_next:

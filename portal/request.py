@@ -637,8 +637,8 @@ def next_in_queue(actor: Actor, scope: Store | None, ticket: AfterSalesRequest, 
     queryset = ticket_queue(actor).filter(state__in=OPEN_STATES).exclude(pk=ticket.pk)
     if scope is not None:
         queryset = queryset.filter(store_id=scope.pk)
-    return (queryset.filter(ORDER.after(due_at, pk)).order_by(*ORDER.forward())
-            .values("public_id", "return_id").first())
+    rows = ORDER.rows(queryset.values("public_id", "return_id"), (due_at, pk), limit=1)
+    return rows[0] if rows else None
 
 
 def workspace(request, actor: Actor, ticket_id, *, scope: Store | None, failed: Failed | None = None,

@@ -840,6 +840,7 @@ def test_query_count_is_constant(as_user, tenants, who):
               "refund_amount": {"currency": "USD", "refund_total": "1.00"}} for i in range(5)]
     large = make(a.stores[0], due_at=in_hours(2), return_line_items=items)
     grow(large, owner_actor, log_rows_total=30, images=3, videos=1, seller=2)  # 6 evidence items
+    make(a.stores[0], due_at=in_hours(3))  # behind both, so "next in queue" is found the same way for each
     replies.create_quick_reply(owner_actor, title="Hi", body="Hello {buyer_name}")
     assert len(log_rows(small)) == 1 and len(log_rows(large)) == 30
     assert Evidence.objects.unscoped().filter(ticket=small).count() == 1

@@ -18,7 +18,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import BigIntegerField, DateTimeField, F, Field, Func, Q, QuerySet, Value
+from django.db.models.lookups import GreaterThan, LessThan
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
@@ -27,36 +28,63 @@ from rest_framework.utils.urls import replace_query_param
 from config.api import INVALID_CURSOR, CursorPagination
 
 
+class Row(Func):
+    """``ROW(a, b)``: compared with another row, Postgres walks a ``(a, b)`` index from that position."""
+
+    function = "ROW"
+    output_field = Field()
+
+
 @dataclass(frozen=True)
 class Ordering:
-    field: str  # a datetime column (nullable or not); ties are broken by the primary key
+    """A queue order: ``field`` (a datetime column, nullable or not), rows without a value last, ties by id.
+
+    Pages are fetched by position in two segments — rows with a value, ordered by ``(field, id)``, then rows
+    without one, ordered by id — each with a plain row comparison (``(due_at, id) > (v, n)``) that is an index
+    range, so a page deep in the queue costs what the first one does. (One ``OR field IS NULL`` query for both
+    would defeat the index: Postgres would read every row before the cursor.) The second segment is only
+    queried when the first runs out within the page."""
+
+    field: str
     descending: bool = False
 
     def forward(self) -> list:
+        """The whole order, for a query that is not paged (exports)."""
         value = F(self.field).desc(nulls_last=True) if self.descending else F(self.field).asc(nulls_last=True)
         return [value, "-pk" if self.descending else "pk"]
 
-    def backward(self) -> list:
-        value = F(self.field).asc(nulls_first=True) if self.descending else F(self.field).desc(nulls_first=True)
-        return [value, "pk" if self.descending else "-pk"]
+    def rows(self, queryset: QuerySet, position: tuple | None = None, *, reverse: bool = False,
+             limit: int) -> list:
+        """Up to ``limit`` rows strictly after ``position`` (``(value, pk)``; before it when ``reverse``, in
+        backward order), or from the start when ``position`` is None."""
+        nullable = queryset.model._meta.get_field(self.field).null
+        segments = [False, True] if nullable else [False]  # False: rows with a value; True: rows without
+        if reverse:
+            segments.reverse()
+        if position is not None:  # segments before the position's own, in this direction, have nothing to offer
+            segments = segments[segments.index(position[0] is None and nullable):]
+        rows: list = []
+        for index, null in enumerate(segments):
+            qs = queryset.filter(**{f"{self.field}__isnull": True}) if null else (
+                queryset.filter(**{f"{self.field}__isnull": False}) if nullable else queryset)
+            if position is not None and index == 0:
+                qs = qs.filter(self._beyond(position, reverse=reverse, null=null))
+            up = self.descending == reverse  # this segment read in ascending order
+            order = ["pk" if up else "-pk"] if null else [F(self.field).asc() if up else F(self.field).desc(),
+                                                          "pk" if up else "-pk"]
+            rows += list(qs.order_by(*order)[: limit - len(rows)])
+            if len(rows) >= limit:
+                break
+        return rows
 
-    def after(self, value, pk) -> Q:
-        """Rows strictly after ``(value, pk)`` in forward order (NULL values come last)."""
-        cmp = "lt" if self.descending else "gt"
-        if value is None:
-            return Q(**{f"{self.field}__isnull": True, f"pk__{cmp}": pk})
-        return (Q(**{f"{self.field}__{cmp}": value}) | Q(**{self.field: value, f"pk__{cmp}": pk})
-                | Q(**{f"{self.field}__isnull": True}))
-
-    def before(self, value, pk) -> Q:
-        """Rows strictly before ``(value, pk)`` in forward order."""
-        cmp = "gt" if self.descending else "lt"
-        if value is None:
-            return Q(**{f"{self.field}__isnull": False}) | Q(**{f"{self.field}__isnull": True, f"pk__{cmp}": pk})
-        return Q(**{f"{self.field}__{cmp}": value}) | Q(**{self.field: value, f"pk__{cmp}": pk})
-
-
-
+    def _beyond(self, position: tuple, *, reverse: bool, null: bool):
+        value, pk = position
+        up = self.descending == reverse
+        if null:
+            return Q(pk__gt=pk) if up else Q(pk__lt=pk)
+        here = Row(F(self.field), F("pk"))
+        there = Row(Value(value, output_field=DateTimeField()), Value(pk, output_field=BigIntegerField()))
+        return GreaterThan(here, there) if up else LessThan(here, there)
 
 
 class KeysetPagination(CursorPagination):
@@ -77,18 +105,13 @@ class KeysetPagination(CursorPagination):
         self.order = order
         reverse, position = self._decode(request)
 
-        if position is None:
-            rows = list(queryset.order_by(*order.forward())[: self.page_size + 1])
-            self.has_next, self.has_previous = len(rows) > self.page_size, False
-            rows = rows[: self.page_size]
-        elif not reverse:
-            rows = list(queryset.filter(order.after(*position)).order_by(*order.forward())[: self.page_size + 1])
-            self.has_next, self.has_previous = len(rows) > self.page_size, True
-            rows = rows[: self.page_size]
+        rows = order.rows(queryset, position, reverse=reverse, limit=self.page_size + 1)
+        more, rows = len(rows) > self.page_size, rows[: self.page_size]
+        if reverse:
+            rows.reverse()
+            self.has_previous, self.has_next = more, True
         else:
-            rows = list(queryset.filter(order.before(*position)).order_by(*order.backward())[: self.page_size + 1])
-            self.has_previous, self.has_next = len(rows) > self.page_size, True
-            rows = list(reversed(rows[: self.page_size]))
+            self.has_next, self.has_previous = more, position is not None
         self.first_position = self._position(rows[0]) if rows else position
         self.last_position = self._position(rows[-1]) if rows else position
         return rows
