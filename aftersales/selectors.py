@@ -20,8 +20,8 @@ CENT = Decimal("0.01")
 SELLER_ACTION_PREFIXES = ("approve:", "reject:", "request_evidence", "refund", "ship_replacement", "close")
 
 
-def tickets_for_actor(actor: Actor | None) -> QuerySet[AfterSalesRequest]:
-    return AfterSalesRequest.objects.for_actor(actor).select_related("store__market")
+def tickets_for_actor(actor: Actor | None, *, stores_first: bool = False) -> QuerySet[AfterSalesRequest]:
+    return AfterSalesRequest.objects.for_actor(actor, stores_first=stores_first).select_related("store__market")
 
 
 def timeline(ticket: AfterSalesRequest) -> QuerySet[OperationLog]:

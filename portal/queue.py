@@ -264,7 +264,7 @@ def queue_page(request, actor: Actor, scope: list[Store], current: Store | None)
     form = QueueFilterForm(request.GET, stores=scope)
     page = Page()
     if form.is_valid():
-        queryset = ticket_queue(actor).filter(state__in=OPEN_STATES)
+        queryset = ticket_queue(actor, stores_first=True).filter(state__in=OPEN_STATES)
         if current is not None:
             queryset = queryset.filter(store_id=current.pk)
         filterset = TicketFilter(data=form.filter_params(now), queryset=queryset, request=request)

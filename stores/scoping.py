@@ -66,7 +66,12 @@ class TenantQuerySet(models.QuerySet):
         agency_id = getattr(agency_id, "pk", agency_id)
         return self.filter(**{f"{self._scope().agency}_id": agency_id})
 
-    def for_actor(self, actor: Actor | None, perm: str = StorePerm.VIEW) -> TenantQuerySet:
+    def for_actor(self, actor: Actor | None, perm: str = StorePerm.VIEW, *,
+                  stores_first: bool = False) -> TenantQuerySet:
+        """The rows this person may see. ``stores_first``: read the granted store ids first (one small query)
+        and filter by that list, for a scan of a large table in index order (the queue): Postgres then checks
+        each row against a hashed array instead of joining the grant tables per row — 5× faster for a page
+        deep in a 5 M-request agency (docs/BENCHMARKS.md)."""
         if actor is None:
             return self.none()
         qs = self.for_agency(actor.agency_id)
@@ -74,7 +79,8 @@ class TenantQuerySet(models.QuerySet):
         if actor.is_owner or store_path is None:
             return qs
         field = "pk" if store_path == "self" else f"{store_path}_id"
-        granted = Q(**{f"{field}__in": granted_store_ids(actor, perm)})
+        stores = granted_store_ids(actor, perm)
+        granted = Q(**{f"{field}__in": list(stores.values_list("pk", flat=True)) if stores_first else stores})
         if self._scope().store_optional:
             granted |= Q(**{f"{field}__isnull": True})
         return qs.filter(granted)

@@ -24,10 +24,10 @@ TYPE_APPROVAL = {RequestType.REFUND_ONLY: Decision.APPROVE_REFUND,
                  RequestType.CANCELLATION: Decision.APPROVE_REQUEST_CANCEL}
 
 
-def ticket_queue(actor: Actor | None) -> QuerySet[AfterSalesRequest]:
+def ticket_queue(actor: Actor | None, *, stores_first: bool = False) -> QuerySet[AfterSalesRequest]:
     """The queue as the list shows it: store and market joined, assignee and return tracking number as
-    columns (one query per page whatever its size)."""
-    return tickets_for_actor(actor).annotate(
+    columns (one query per page whatever its size). Lists pass ``stores_first`` (see ``for_actor``)."""
+    return tickets_for_actor(actor, stores_first=stores_first).annotate(
         assignee_username=F("assignee__username"),
         return_tracking_number=F("return_shipment__tracking_number"),
     )

@@ -96,7 +96,7 @@ class TicketListView(TenantAPIView, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
             return ticket_queue(None)
-        return ticket_queue(get_actor(self.request))
+        return ticket_queue(get_actor(self.request), stores_first=True)
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "now": timezone.now()}
