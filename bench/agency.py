@@ -110,6 +110,7 @@ def bench_queue(data: dict, results: Results) -> None:
     from guardian.shortcuts import get_objects_for_user
 
     from aftersales.api.serializers import TicketListSerializer
+    from aftersales.api.views import LIST_DEFERRED
     from aftersales.models import AfterSalesRequest
     from aftersales.states import OPEN_STATES
     from stores.scoping import granted_store_ids
@@ -147,8 +148,10 @@ def bench_queue(data: dict, results: Results) -> None:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
+    columns = ", ".join(f"r.{f.column}" for f in AfterSalesRequest._meta.concrete_fields
+                        if f.name not in LIST_DEFERRED)
     hand = f"""
-        SELECT r.*, s.*, m.*, u.username, sh.tracking_number
+        SELECT {columns}, s.*, m.*, u.username, sh.tracking_number
         FROM aftersales_aftersalesrequest r
         JOIN stores_store s ON s.id = r.store_id JOIN stores_market m ON m.id = s.market_id
         LEFT JOIN auth_user u ON u.id = r.assignee_id LEFT JOIN logistics_returnshipment sh ON sh.ticket_id = r.id
