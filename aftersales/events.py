@@ -16,7 +16,7 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 
-CREATED = "created"  # ticket_id
+CREATED = "created"  # agency_id, ticket_ids: the requests one intake batch created, so subscribers read them at once
 STATE_CHANGED = "state_changed"  # ticket_id, action, before, after, payload
 
 _subscribers: dict[str, list[Callable[..., None]]] = defaultdict(list)

@@ -586,14 +586,14 @@ def apply_rules(ticket_id: int) -> AutoRule | None:
 
 
 # --- hook ------------------------------------------------------------------------------------------
-def _on_created(ticket_id: int, **_data) -> None:
-    """Enqueue only when the request's agency has an active rule: most agencies have none, and a task per
-    intake would fill the queue (and delay the sweeps behind it) with work that can only do nothing."""
+def _on_created(agency_id: int, ticket_ids: list[int], **_data) -> None:
+    """Enqueue only when the agency (one per intake batch) has an active rule: most agencies have none, and a
+    task per intake would fill the queue (and delay the sweeps behind it) with work that can only do nothing."""
     from aftersales.tasks import apply_rules_task
 
-    agency_id = AfterSalesRequest.objects.unscoped().filter(pk=ticket_id).values_list("agency_id", flat=True).first()
-    if agency_id is not None and AutoRule.objects.for_agency(agency_id).filter(is_active=True).exists():
-        apply_rules_task.delay(ticket_id)  # events deliver after commit already
+    if AutoRule.objects.for_agency(agency_id).filter(is_active=True).exists():
+        for ticket_id in ticket_ids:
+            apply_rules_task.delay(ticket_id)  # events deliver after commit already
 
 
 def connect() -> None:

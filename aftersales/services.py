@@ -9,14 +9,18 @@ platform events all take this path, so the demo and the platform sync behave the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import psycopg
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from aftersales import events, oplog, sla
@@ -33,9 +37,10 @@ from aftersales.states import (
     state_for_platform_status,
     targets,
 )
+from stores import bulk as bulk_sql
 from stores import errors
 from stores.errors import AppError
-from stores.models import Store
+from stores.models import MarketPolicy, Store
 from stores.permissions import StorePerm
 from stores.services import require_store_perm
 
@@ -455,15 +460,27 @@ def _ts(value) -> dt.datetime | None:
 
 
 def parse_return(store: Store, data: dict) -> tuple[dict, list[dict]]:
-    """Turn a platform return object (Search Returns, §1.3) into model fields and line items."""
+    """Turn a platform return object (Search Returns, §1.3) into model fields and line items.
+
+    Anything malformed is ERR_SYNC_002, whatever Python error the shape would cause: in a batch one bad object
+    must fail alone (``intake_many``), not take the others down with a TypeError."""
     if not isinstance(data, dict):
         raise AppError(errors.ERR_SYNC_002, fields={"payload": ["must be an object"]})
+    try:
+        return _parse_return(store, data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise AppError(errors.ERR_SYNC_002, fields={"payload": [f"malformed ({type(exc).__name__})"]}) from None
+
+
+def _parse_return(store: Store, data: dict) -> tuple[dict, list[dict]]:
     missing = [k for k in ("return_id", "order_id", "return_type") if not data.get(k)]
     if missing:
         raise AppError(errors.ERR_SYNC_002, fields={k: ["required"] for k in missing})
     rtype = PLATFORM_TYPE.get(str(data["return_type"]).upper())
     if rtype is None:
         raise AppError(errors.ERR_SYNC_002, fields={"return_type": [f"unknown {data['return_type']!r}"]})
+    if not isinstance(data.get("return_status") or "", str):
+        raise AppError(errors.ERR_SYNC_002, fields={"return_status": ["must be a string"]})
     amounts = data.get("refund_amount") or {}
     currency = (amounts.get("currency") or store.market.currency).upper()[:3]
     actions = data.get("seller_next_action_response") or []
@@ -516,62 +533,285 @@ def parse_return(store: Store, data: dict) -> tuple[dict, list[dict]]:
     return fields, items
 
 
+DEFAULT_STATUS = "RETURN_OR_REFUND_REQUEST_PENDING"  # a new object the platform sent without a status
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """One payload's outcome in ``intake_many``: the request (None when refused), whether this call created it,
+    whether it changed the request (created, or a platform version other than the one held), and the coded
+    error of a refused payload."""
+
+    ticket: AfterSalesRequest | None
+    created: bool = False
+    changed: bool = False
+    error: AppError | None = None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    index: int  # position in the caller's list
+    data: dict
+    fields: dict
+    items: list[dict]
+    raw_status: str
+
+    @property
+    def return_id(self) -> str:
+        return self.fields["return_id"]
+
+
 def intake(store: Store, data: dict, *, performer: Performer = PLATFORM) -> tuple[AfterSalesRequest, bool]:
     """A new request from the platform (or a buyer in the demo). Idempotent by (store, return_id).
 
-    Returns (request, created). A request already known gets the platform's newer status instead.
+    Returns (request, created). A request already known gets the platform's newer status instead. A batch of
+    one: ``intake_many`` is the only path, so one object and a page of them behave the same.
     """
-    fields, items = parse_return(store, data)
-    raw_status = data.get("return_status") or "RETURN_OR_REFUND_REQUEST_PENDING"
-    existing = AfterSalesRequest.objects.for_agency(store.agency_id).filter(
-        store=store, return_id=fields["return_id"]).values_list("pk", flat=True).first()
-    if existing is None:
+    result = intake_many(store, [data], performer=performer)[0]
+    if result.error is not None:
+        raise result.error
+    assert result.ticket is not None
+    return result.ticket, result.created
+
+
+def intake_many(store: Store, payloads: list[dict], *, performer: Performer = PLATFORM) -> list[IntakeResult]:
+    """Platform objects of one store (a sync page), set-based: one result per payload, in order.
+
+    Per object it is ``intake``: idempotent by (store, return_id); a known request gets ``apply_platform_status``
+    (one transaction each); a malformed object fails alone with ERR_SYNC_002 and the others are stored. The new
+    requests are written together — one INSERT each for requests, line items and log rows, in one transaction —
+    with their deadlines, no-reason exemption and review-failure rows as a single intake writes them, and one
+    CREATED event lists them after commit. A copy of a return_id seen earlier in the batch is applied after the
+    first, as if the objects had come one by one. A return another intake inserts meanwhile is skipped by the
+    INSERT (ON CONFLICT DO NOTHING) and applied as known: a race never raises.
+    """
+    results: list[IntakeResult | None] = [None] * len(payloads)
+    pending: list[_Parsed] = []
+    for index, data in enumerate(payloads):
         try:
-            with transaction.atomic():
-                ticket = _create(store, fields, items, raw_status, performer)
-            return ticket, True
-        except IntegrityError:
-            # A concurrent intake of the same return won the insert; fall through to an update. Any other
-            # integrity failure is the payload's fault and must not surface as a 500.
-            existing = AfterSalesRequest.objects.for_agency(store.agency_id).filter(
-                store=store, return_id=fields["return_id"]).values_list("pk", flat=True).first()
-            if existing is None:
-                raise AppError(errors.ERR_SYNC_002, detail="the request could not be stored") from None
-    ticket = apply_platform_status(existing, raw_status, performer=performer, payload={"role": data.get("role")},
-                                   updated_at=fields["platform_updated_at"], fields=fields)
-    return ticket, False
+            fields, items = parse_return(store, data)
+        except AppError as exc:
+            results[index] = IntakeResult(None, error=exc)
+            continue
+        pending.append(_Parsed(index, data, fields, items, data.get("return_status") or DEFAULT_STATUS))
+    held: dict[str, tuple] = {}  # return_id → (platform update time, platform status) as it stands
+    policy: list[MarketPolicy | None] = []  # looked up once, and only when something is new
+    while pending:  # a second round only for copies of a return whose first copy the database refused
+        pending = _intake_round(store, pending, results, performer, held, policy)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
 
 
-def _create(store: Store, fields: dict, items: list[dict], raw_status: str,
-            performer: Performer) -> AfterSalesRequest:
-    mapped = state_for_platform_status(raw_status)
+def _intake_round(store: Store, pending: list[_Parsed], results: list[IntakeResult | None], performer: Performer,
+                  held: dict[str, tuple], policy: list[MarketPolicy | None]) -> list[_Parsed]:
+    """Create the returns not known yet (the first copy of each), then apply every other copy in order; returns
+    the copies left over (their first copy could not be stored: the next round tries them as new)."""
+    known: dict[str, int] = {}
+    for return_id, pk, updated_at, status in _known(store, {p.return_id for p in pending}):
+        known[return_id] = pk
+        held.setdefault(return_id, (updated_at, status))
+    first: dict[str, _Parsed] = {}
+    for p in pending:
+        if p.return_id not in known:
+            first.setdefault(p.return_id, p)
+    created: dict[str, AfterSalesRequest] = {}
+    refused: dict[str, AppError] = {}
+    if first:
+        if not policy:
+            policy.append(sla.policy_for(store.market_id))
+        created, lost, refused = _create_many(store, list(first.values()), performer, policy[0])
+        known.update(lost)  # a concurrent intake inserted these: they are updates now (of a version not seen)
+    left: list[_Parsed] = []
+    for p in pending:
+        if first.get(p.return_id) is p and p.return_id in created:
+            result = IntakeResult(created[p.return_id], created=True, changed=True)
+        elif first.get(p.return_id) is p and p.return_id in refused:
+            result = IntakeResult(None, error=refused[p.return_id])
+        elif p.return_id in known:
+            result = _update(known[p.return_id], p, performer, held.get(p.return_id))
+        else:
+            left.append(p)
+            continue
+        if result.ticket is not None:
+            held[p.return_id] = (result.ticket.platform_updated_at, result.ticket.platform_status)
+        results[p.index] = result
+    return left
+
+
+def _known(store: Store, return_ids: set[str]) -> list[tuple]:
+    """(return_id, id, platform update time, platform status) of the store's requests among ``return_ids``.
+
+    One fixed statement: building it with the ORM cost more CPU than running it, once per batch on the ingest
+    path. On the store alone (it fixes the agency), so only the unique (store, return_id) index fits: with the
+    agency in the filter too, the planner took the agency's index for a new tenant (no statistics yet) and
+    read all its requests for each batch."""
+    table = AfterSalesRequest._meta.db_table
+    return bulk_sql.execute(
+        f"""SELECT return_id, id, platform_updated_at, platform_status FROM {table}
+            WHERE store_id = %b AND return_id = ANY(%b::text[])""",  # noqa: S608 - table name only
+        [store.pk, sorted(return_ids)], fetch=True)
+
+
+def _update(ticket_id: int, p: _Parsed, performer: Performer, before: tuple | None) -> IntakeResult:
+    try:
+        ticket = apply_platform_status(ticket_id, p.raw_status, performer=performer,
+                                       payload={"role": p.data.get("role")},
+                                       updated_at=p.fields["platform_updated_at"], fields=p.fields)
+    except AppError as exc:
+        return IntakeResult(None, error=exc)
+    return IntakeResult(ticket, changed=(ticket.platform_updated_at, ticket.platform_status) != before)
+
+
+def _create_many(store: Store, news: list[_Parsed], performer: Performer, policy: MarketPolicy | None
+                 ) -> tuple[dict[str, AfterSalesRequest], dict[str, int], dict[str, AppError]]:
+    """New requests in one transaction: (created by return_id, ids of those a concurrent intake inserted first,
+    refusals). A value the database refuses (a number too large for its column, say) rolls the batch back; it is
+    then redone one request per transaction, so only the faulty one is refused (ERR_SYNC_002)."""
+    try:
+        with transaction.atomic():
+            created, lost = _insert_new(store, news, performer, policy)
+        return created, lost, {}
+    except (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError):  # stores.bulk raises psycopg's own
+        if len(news) == 1:
+            return {}, {}, {news[0].return_id: AppError(errors.ERR_SYNC_002, detail="the request could not be stored")}
+    created, lost, refused = {}, {}, {}
+    for p in news:
+        one = _create_many(store, [p], performer, policy)
+        created.update(one[0])
+        lost.update(one[1])
+        refused.update(one[2])
+    return created, lost, refused
+
+
+def _insert_new(store: Store, news: list[_Parsed], performer: Performer, policy: MarketPolicy | None
+                ) -> tuple[dict[str, AfterSalesRequest], dict[str, int]]:
+    """The writes of ``_create_many``'s transaction: requests, line items, log rows, one statement each."""
     now = timezone.now()
-    ticket = AfterSalesRequest.objects.create(
-        agency_id=store.agency_id, store=store, state=mapped or State.PENDING_REVIEW, state_changed_at=now,
-        platform_status=normalise_platform_status(raw_status)[:64], platform_status_unknown=mapped is None,
-        **fields,
-    )
-    LineItem.objects.bulk_create([LineItem(ticket=ticket, **item) for item in items])
-    sla.start(ticket)  # its deadlines from market policy (the earliest is watched by the SLA sweep)
-    exemption = _no_reason_exemption(store, fields, items)
-    if exemption:
-        ticket.exempt_category = exemption["category"]
-        ticket.save(update_fields=["exempt_category"])
-    code, message = _review_failure(ticket, "", {"role": fields["initiator_role"]})
+    exempt = set(policy.no_reason_exempt_categories) if policy else set()
+    # In return_id order: two batches sharing returns take the unique index's locks in the same order, so
+    # they wait for each other instead of deadlocking.
+    news = sorted(news, key=lambda p: p.return_id)
+    tickets, exemptions = [], []
+    for p in news:
+        mapped = state_for_platform_status(p.raw_status)
+        ticket = _new_request(store, {
+            "agency_id": store.agency_id, "store_id": store.pk, "state": mapped or State.PENDING_REVIEW,
+            "state_changed_at": now, "platform_status": normalise_platform_status(p.raw_status)[:64],
+            "platform_status_unknown": mapped is None, "created_at": now, "updated_at": now, **p.fields})
+        sla.set_deadlines(ticket, policy, missed=set())  # from market policy; the earliest is watched by the sweep
+        exemption = _no_reason_exemption(store, p.fields, p.items, exempt)
+        if exemption:
+            ticket.exempt_category = exemption["category"]
+        tickets.append(ticket)
+        exemptions.append(exemption)
+    inserted = _insert_requests(tickets)
+    created: dict[str, AfterSalesRequest] = {}
+    items: list[dict] = []
+    rows: list[tuple[AfterSalesRequest, dict]] = []
+    for p, ticket, exemption in zip(news, tickets, exemptions, strict=True):
+        if ticket.return_id not in inserted:
+            continue
+        ticket.pk = inserted[ticket.return_id]
+        ticket._state.adding, ticket._state.db = False, connection.alias  # as a saved instance
+        created[ticket.return_id] = ticket
+        items += [{**item, "ticket_id": ticket.pk} for item in p.items]
+        rows += _intake_rows(ticket, p, performer, exemption)
+    lost = {}
+    if len(created) < len(news):  # a concurrent intake won these (ON CONFLICT waited for it to commit)
+        lost = {return_id: pk for return_id, pk, *_ in _known(store, {p.return_id for p in news} - set(created))}
+    bulk_sql.insert_rows(LineItem, items)
+    oplog.record_many(rows)
+    if created:
+        events.publish(events.CREATED, agency_id=store.agency_id, ticket_ids=[t.pk for t in created.values()])
+    return created, lost
+
+
+def _new_request(store: Store, values: dict) -> AfterSalesRequest:
+    """``AfterSalesRequest(store=store, **values)`` (attribute names) for a fraction of the CPU: positional
+    arguments skip the per-name keyword path, the store instance goes straight into the relation's cache."""
+    args = [values[f.attname] if f.attname in values else None if f.primary_key else f.get_default()
+            for f in AfterSalesRequest._meta.concrete_fields]
+    ticket = AfterSalesRequest(*args)
+    AfterSalesRequest.store.field.set_cached_value(ticket, store)
+    return ticket
+
+
+def _intake_rows(ticket: AfterSalesRequest, p: _Parsed, performer: Performer,
+                 exemption: dict | None) -> list[tuple[AfterSalesRequest, dict]]:
+    """A new request's log rows: its intake (ERR_REVIEW_002 when born rejected by the platform), an unknown
+    status (ERR_SYNC_001), a no-reason exemption (ERR_POLICY_001)."""
+    code, message = _review_failure(ticket, "", {"role": p.fields["initiator_role"]})
     rows = [(ticket, {"performer": performer, "action": "intake", "before": "", "after": ticket.state,
                       "error_code": code, "message": message,
-                      "payload": {"return_status": raw_status, "reason": fields["reason_key"]}})]
-    if mapped is None:
+                      "payload": {"return_status": p.raw_status, "reason": p.fields["reason_key"]}})]
+    if ticket.platform_status_unknown:
         rows.append((ticket, {"performer": performer, "action": "platform_status", "before": ticket.state,
                               "after": ticket.state, "error_code": errors.ERR_SYNC_001.code,
-                              "message": str(errors.ERR_SYNC_001.message), "payload": {"raw_status": raw_status}}))
+                              "message": str(errors.ERR_SYNC_001.message), "payload": {"raw_status": p.raw_status}}))
     if exemption:
         rows.append((ticket, {"performer": oplog.SYSTEM, "action": "policy_check", "before": ticket.state,
                               "after": ticket.state, "error_code": errors.ERR_POLICY_001.code,
                               "message": str(errors.ERR_POLICY_001.message), "payload": exemption}))
-    oplog.record_many(rows)
-    events.publish(events.CREATED, ticket_id=ticket.pk)
-    return ticket
+    return rows
+
+
+def _insert_requests(tickets: list[AfterSalesRequest]) -> dict[str, int]:
+    """One ``INSERT … SELECT … FROM unnest(…) ON CONFLICT DO NOTHING``: {return_id: id} of the rows it inserted.
+
+    A return whose (store, return_id) row exists is skipped, never an error: the statement waits for a
+    concurrent intake of it to commit, and the caller applies the object to that row. ``stores.bulk.insert_rows``
+    has no conflict clause and refuses array columns, hence the statement here; values go through its column
+    conversion, so rows are what the ORM writes. Half the columns of a new request hold the same value on every
+    row (store, times, empty lists, NULLs): each of those travels once, not as an array — dumping arrays is
+    most of the statement's cost in Python. A new request has no tags: the array column gets '{}'."""
+    if not tickets:
+        return {}
+    fields, arrays = _request_columns()
+    if any(getattr(t, f.attname) for t in tickets for f in arrays):
+        raise ValueError("a new request carries no array values")
+    rows = [{f.attname: getattr(t, f.attname) for f in fields} for t in tickets]
+    constant = tuple(_same([r[f.attname] for r in rows]) for f in fields)
+    params = [bulk_sql._column(f, rows[:1])[0] for f, same in zip(fields, constant, strict=True) if same]
+    params += [bulk_sql._column(f, rows) for f, same in zip(fields, constant, strict=True) if not same]
+    return dict(bulk_sql.execute(_insert_requests_sql(constant), params, fetch=True))
+
+
+def _same(column: list) -> bool:
+    """One value on every row, of one type; JSON only when empty (1 == 1.0 == True in Python, not in jsonb)."""
+    first = column[0]
+    if isinstance(first, dict | list) and first:
+        return False
+    return column.count(first) == len(column) and all(type(v) is type(first) for v in column)
+
+
+@functools.cache
+def _request_columns() -> tuple[list, list]:
+    """The request's columns written on intake, and its array columns (written empty)."""
+    concrete = [f for f in AfterSalesRequest._meta.concrete_fields if not f.primary_key]
+    return ([f for f in concrete if not isinstance(f, ArrayField)], [f for f in concrete if isinstance(f, ArrayField)])
+
+
+@functools.cache
+def _insert_requests_sql(constant: tuple[bool, ...]) -> str:
+    """The statement for one pattern of constant columns (a handful of patterns occur: cached)."""
+    model = AfterSalesRequest
+    quote = connection.ops.quote_name
+    fields, arrays = _request_columns()
+    select, unnest, names = [], [], []
+    for i, (f, same) in enumerate(zip(fields, constant, strict=True)):
+        if same:
+            select.append(f"%b::{f.db_type(connection)}")
+        else:
+            select.append(f"v.c{i}")
+            unnest.append(f"%b::{f.db_type(connection)}[]")
+            names.append(f"c{i}")
+    select += [f"'{{}}'::{f.db_type(connection)}" for f in arrays]
+    source = f" FROM unnest({', '.join(unnest)}) AS v({', '.join(names)})" if unnest else ""
+    columns = ", ".join(quote(f.column) for f in [*fields, *arrays])
+    unique = ", ".join(quote(model._meta.get_field(n).column) for n in ("store", "return_id"))
+    # Names and types come from the model; every value is a bound parameter.
+    return (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {', '.join(select)}{source} "
+            f"ON CONFLICT ({unique}) DO NOTHING RETURNING {quote('return_id')}, {quote('id')}")
 
 
 # Reason keys that mean "no reason" (buyer changed their mind): the ones exempt categories refuse.
@@ -579,17 +819,14 @@ NO_REASON_MARKERS = ("no_longer_needed", "changed_mind", "change_of_mind", "no_r
                      "do_not_want", "not_needed", "ordered_by_mistake")
 
 
-def _no_reason_exemption(store: Store, fields: dict, items: list[dict]) -> dict | None:
-    """无理由退货豁免: a no-reason return of an item in an exempt category (market policy data)."""
+def _no_reason_exemption(store: Store, fields: dict, items: list[dict], exempt: set[str]) -> dict | None:
+    """无理由退货豁免: a no-reason return of an item in an exempt category (``exempt``: the market policy's
+    no_reason_exempt_categories, read once per batch)."""
     if fields["type"] == RequestType.EXCHANGE:
         return None
     reason = (fields.get("reason_key") or "").lower()
     if not any(marker in reason for marker in NO_REASON_MARKERS):
         return None
-    from stores.models import MarketPolicy
-
-    policy = MarketPolicy.objects.filter(market_id=store.market_id).only("no_reason_exempt_categories").first()
-    exempt = set(policy.no_reason_exempt_categories) if policy else set()
     for item in items:
         if item["category"] in exempt:
             return {"rule": "no_reason_exempt_categories", "market": store.market.code,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from aftersales import events
-from logistics import selectors
+from aftersales.models import AfterSalesRequest
+from aftersales.states import RequestType
 
 
 def connect() -> None:
@@ -34,9 +35,19 @@ def on_state_changed(ticket_id: int, action: str = "", payload: dict | None = No
         _enqueue(ticket_id, number, str(payload.get("carrier") or ""), "buyer_shipped")
 
 
-def on_created(ticket_id: int, **_data) -> None:
-    """A new request already carries the platform's return_tracking_number + return_provider_name."""
-    reported = selectors.reported_return_tracking(ticket_id)
-    if reported is not None:
-        number, provider = reported
+def on_created(ticket_ids: list[int], **_data) -> None:
+    """New requests may already carry the platform's return_tracking_number + return_provider_name (one query
+    for the whole intake batch)."""
+    for ticket_id, number, provider in _reported_return_trackings(ticket_ids):
         _enqueue(ticket_id, number, provider, "platform_return")
+
+
+def _reported_return_trackings(ticket_ids: list[int]) -> list[tuple[int, str, str]]:
+    """(request id, return tracking number, provider name) of the requests with a parcel whose platform payload
+    names a number. System read (event handler): unscoped by id."""
+    rows = (AfterSalesRequest.objects.unscoped()
+            .filter(pk__in=ticket_ids, type__in=[RequestType.RETURN_AND_REFUND, RequestType.EXCHANGE],
+                    raw__has_key="return_tracking_number")
+            .order_by("pk").values_list("pk", "raw__return_tracking_number", "raw__return_provider_name"))
+    return [(pk, str(number), str(provider or "")) for pk, number, provider in rows
+            if number and isinstance(number, str | int)]

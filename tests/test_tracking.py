@@ -642,12 +642,12 @@ def test_handlers_enqueue_only_what_carries_a_parcel(tenants, django_capture_on_
     with django_capture_on_commit_callbacks() as callbacks:
         tracking_hooks.on_state_changed(1, action="approve", payload={"tracking_number": "X"})
         tracking_hooks.on_state_changed(1, action="buyer_shipped", payload={"tracking_number": " "})
-        tracking_hooks.on_created(without_number.pk)  # no number in the platform payload
-        tracking_hooks.on_created(refund_with_number.pk)
+        tracking_hooks.on_created([without_number.pk])  # no number in the platform payload
+        tracking_hooks.on_created([refund_with_number.pk])
     assert callbacks == []
     with django_capture_on_commit_callbacks() as callbacks:
         tracking_hooks.on_state_changed(1, action="buyer_shipped", payload={"tracking_number": "LOCAL123456"})
-        tracking_hooks.on_created(with_number.pk)
+        tracking_hooks.on_created([with_number.pk])
     assert len(callbacks) == 2
 
 

@@ -2,10 +2,10 @@
 
 Per store and object kind, a run reads the window ``[watermark − overlap, start of run)`` with Search Returns /
 Search Cancellations sorted by ``update_time`` (reference §1.2: "poll with update_time_ge and
-sort_field=update_time per shop"), page by page. Each object enters through ``aftersales.services.intake`` — the
-path the demo and the API use — so deadlines, auto-rules, logs and alerts apply unchanged, and it is idempotent:
-an object already applied (same update time and status) changes nothing. For each object that changed, the
-timeline and evidence (Get Return Records), the reject reasons and the decision eligibility are fetched too.
+sort_field=update_time per shop"), page by page. A page enters through ``aftersales.services.intake_many`` — the
+intake path the demo uses, a page at a time — so deadlines, auto-rules, logs and alerts apply unchanged, and it is
+idempotent: an object already applied (same update time and status) changes nothing. For each object that changed,
+the timeline and evidence (Get Return Records), the reject reasons and the decision eligibility are fetched too.
 
 One run per store at a time: a lease on the store's ``StoreLink`` (claimed with one conditional UPDATE, renewed
 after every page). The window and the page token in flight are saved with the lease after every page, so a run
@@ -114,33 +114,47 @@ def as_request(kind: str, obj: dict) -> dict:
             "return_line_items": items}
 
 
-# --- one object ------------------------------------------------------------------------------------------
-def apply_object(link: StoreLink, client: Client, kind: str, obj: Any, counts: Counter) -> None:
-    """Upsert one platform object and, when it changed, its timeline, reject reasons and eligibility."""
-    if not isinstance(obj, dict) or not obj.get(KINDS[kind].id_key):
-        counts["errors"] += 1
-        log.warning("TikTok Shop %s sync of store %s: an object without %s was skipped", kind, link.store_id,
-                    KINDS[kind].id_key)
+# --- a page of objects ------------------------------------------------------------------------------------
+def upsert_page(link: StoreLink, kind: str, objs: list, counts: Counter) -> list[AfterSalesRequest | None]:
+    """Upsert a page in one batch (``services.intake_many``); per object its request, or None when refused.
+
+    Refusals (no id, a malformed object) are counted and logged; the others go on."""
+    id_key = KINDS[kind].id_key
+    wanted: list[tuple[int, dict]] = []
+    for index, obj in enumerate(objs):
+        if not isinstance(obj, dict) or not obj.get(id_key):
+            counts["errors"] += 1
+            log.warning("TikTok Shop %s sync of store %s: an object without %s was skipped", kind, link.store_id,
+                        id_key)
+            continue
+        unknown = sorted(set(obj) - KNOWN_FIELDS[kind])
+        if unknown:
+            counts["unknown_fields"] += 1
+            for name in unknown[:20]:
+                counts[f"field:{name[:60]}"] = 1  # collected into the run's unknown_fields
+        wanted.append((index, as_request(kind, obj)))
+    found: list[AfterSalesRequest | None] = [None] * len(objs)
+    for (index, data), result in zip(wanted, services.intake_many(link.store, [d for _, d in wanted]), strict=True):
+        if result.error is not None:  # a malformed object must not stop the store's sync; counted and logged
+            counts["errors"] += 1
+            log.warning("TikTok Shop %s %s of store %s refused: %s %s", kind, data.get("return_id"),
+                        link.store_id, result.error.code, result.error.fields)
+            continue
+        ticket = result.ticket
+        assert ticket is not None
+        if ticket.platform_status_unknown:
+            counts["unknown_status"] += 1
+        counts["created" if result.created else "updated" if result.changed else "unchanged"] += 1
+        found[index] = ticket
+    return found
+
+
+def apply_object(link: StoreLink, client: Client, kind: str, ticket: AfterSalesRequest | None,
+                 counts: Counter) -> None:
+    """After the page's upsert, one object: its timeline, reject reasons and eligibility when this version of
+    the request has not had them yet (nothing for an object the upsert refused)."""
+    if ticket is None:
         return
-    unknown = sorted(set(obj) - KNOWN_FIELDS[kind])
-    if unknown:
-        counts["unknown_fields"] += 1
-        for name in unknown[:20]:
-            counts[f"field:{name[:60]}"] = 1  # collected into the run's unknown_fields
-    data = as_request(kind, obj)
-    before = (AfterSalesRequest.objects.unscoped().filter(store_id=link.store_id, return_id=str(data["return_id"]))
-              .values_list("platform_updated_at", "platform_status").first())
-    try:
-        ticket, created = services.intake(link.store, data)
-    except AppError as exc:  # a malformed object must not stop the store's sync; it is counted and logged
-        counts["errors"] += 1
-        log.warning("TikTok Shop %s %s of store %s refused: %s %s", kind, data.get("return_id"), link.store_id,
-                    exc.code, exc.fields)
-        return
-    if ticket.platform_status_unknown:
-        counts["unknown_status"] += 1
-    changed = created or before is None or (ticket.platform_updated_at, ticket.platform_status) != before
-    counts["created" if created else "updated" if changed else "unchanged"] += 1
     if ticket.platform_details_at is not None and ticket.platform_details_at == ticket.platform_updated_at:
         return  # timeline, reasons and eligibility already fetched for this version of the request
     try:
@@ -377,8 +391,8 @@ def pull(link: StoreLink, client: Client, kind_name: str, owner: str, counts: Co
             continue
         counts["pages"] += 1
         rows = list(data.get(kind.list_key) or [])
-        for obj in rows:
-            apply_object(link, client, kind_name, obj, counts)
+        for ticket in upsert_page(link, kind_name, rows, counts):
+            apply_object(link, client, kind_name, ticket, counts)
             renew(link.store_id, owner)  # a slow page (details, downloads) never outlives the lease
         token = str(data.get("next_page_token") or "")
         if not token:
@@ -476,8 +490,8 @@ def refresh_objects(store_id: int, kind: str, ids: list[str], *, trigger: str = 
             data = client.call("POST", KINDS[kind].search,
                                query={"page_size": PAGE_SIZE},
                                body={KINDS[kind].ids_filter: wanted})
-            for obj in data.get(KINDS[kind].list_key) or []:
-                apply_object(link, client, kind, obj, counts)
+            for ticket in upsert_page(link, kind, list(data.get(KINDS[kind].list_key) or []), counts):
+                apply_object(link, client, kind, ticket, counts)
         run.status = SyncRun.Status.SUCCEEDED
     except AppError as exc:
         _failed(run, exc)
