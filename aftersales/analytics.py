@@ -1,8 +1,12 @@
 """售后分析: the after-sales summary of the last 7 or 30 days, as pure selectors.
 
-Everything starts from ``tickets_for_actor`` (the scoping gate) and is narrowed to the stores on which the
-actor holds ``view_analytics`` (owners: every store of their agency). Three grouped queries, whatever the
-volume: one aggregate over the requests, one over their line items by category, one over reasons.
+The stores covered are those on which the actor holds ``view_analytics`` (owners: every store of their agency).
+The figures are additive per store (``aftersales/rollups.py``): a rollup refreshed by the beat (every five
+minutes, ``aftersales.refresh_all_analytics``) holds them per store, and the stores it does not cover (made
+since) are computed live by the same SQL — a few grouped queries whatever the volume and the number of stores
+(docs/ANALYTICS.md).
+When a fresh rollup (``ANALYTICS_ROLLUP_MAX_AGE_SECONDS``) is used, every figure is as of its refresh: ``as_of``
+is that time and the window ends there (``until``); without one, everything is computed live up to now.
 
 Definitions (the window is ``days`` back from now; a request belongs to it by its *request time*, the
 platform's creation time when sent, else our intake time — as in ``aftersales/buyers.py``):
@@ -38,21 +42,19 @@ word cloud and the reason × product table.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Avg, Count, DateField, DateTimeField, ExpressionWrapper, F, Func, Max, Q, QuerySet, Sum
-from django.db.models import DurationField as DurationOutput
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aftersales.models import Compensation, LineItem, OrderVolume, ServiceScoreEntry, SlaBreach, SlaKind
-from aftersales.selectors import tickets_for_actor
-from aftersales.sla import DEFAULT_SCORE_FLOOR, MAX_SCORE
-from aftersales.states import FINAL_STATES
+from aftersales import rollups
+from aftersales.models import AnalyticsRollup, Compensation, SlaKind
+from aftersales.rollups import COMPLETION_HOURS, WINDOWS, Figures
+from aftersales.sla import DEFAULT_SCORE_FLOOR
 from stores import errors
 from stores.errors import AppError
 from stores.models import Store
@@ -60,14 +62,15 @@ from stores.permissions import StorePerm
 from stores.scoping import Actor
 from stores.services import require_store_perm
 
-WINDOWS = (7, 30)
+__all__ = ["COMPLETION_HOURS", "WINDOWS", "dashboard", "refresh", "summary"]
+
 TOP_REASONS = 3
-COMPLETION_HOURS = 72
 DEFAULT_RETURN_BENCHMARKS = {"apparel": "12.4", "3c_accessories": "5.8"}
 # Other spellings of the benchmark categories that line items may carry.
 CATEGORY_ALIASES = {"electronics_accessories": "3c_accessories", "electronics accessories": "3c_accessories"}
 DEFAULT_SERVICE_BENCHMARKS = {"handling_hours_platform_integrated": "28.6", "handling_hours_industry": "52.3",
                               "completed_within_72h_pct": "94.7"}
+CENTS = Decimal("0.01")
 
 
 def return_benchmarks() -> dict[str, Decimal]:
@@ -78,6 +81,11 @@ def return_benchmarks() -> dict[str, Decimal]:
 def service_benchmarks() -> dict[str, Decimal]:
     raw = {**DEFAULT_SERVICE_BENCHMARKS, **getattr(settings, "ANALYTICS_SERVICE_BENCHMARKS", {})}
     return {k: Decimal(str(v)) for k, v in raw.items()}
+
+
+def refresh(agency_id: int | None = None, now: dt.datetime | None = None) -> int:
+    """Refresh the rollup of one agency (every agency when None) up to ``now``; the figure rows written."""
+    return rollups.refresh(agency_id, now)
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -98,21 +106,28 @@ def analytics_stores(actor: Actor, store=None) -> QuerySet[Store]:
 
 @dataclass(frozen=True)
 class _Window:
-    """What every figure of one call shares: the period, the stores covered and their requests in it."""
+    """What every figure of one call shares: the period, the stores covered, and where their figures come from
+    (the rollup for the stores it covers, a live computation for the others)."""
 
     days: int
     now: dt.datetime
     since: dt.datetime
     stores: list[dict]
     store_ids: list[int]
-    tickets: QuerySet
+    agency_id: int
+    rollup: AnalyticsRollup | None
+    covered: list[int]
+
+    @property
+    def missing(self) -> list[int]:
+        covered = set(self.covered)
+        return [pk for pk in self.store_ids if pk not in covered]
 
 
 def _window(actor: Actor, days: int, store, now: dt.datetime | None) -> _Window:
     if days not in WINDOWS:
         raise AppError(errors.ERR_VALIDATION, fields={"days": [_("7 or 30.")]})
     now = now or timezone.now()
-    since = now - dt.timedelta(days=days)
     stores = analytics_stores(actor, store)
     store_rows = list(stores.order_by("name", "pk").values(
         "pk", "public_id", "name", "service_score", market_code=F("market__code"),
@@ -120,10 +135,26 @@ def _window(actor: Actor, days: int, store, now: dt.datetime | None) -> _Window:
     store_ids = [row["pk"] for row in store_rows]
     if store is None and not store_ids and not actor.is_owner and Store.objects.for_actor(actor).exists():
         raise AppError(errors.ERR_PERM_005)
-    requested_at = Coalesce("platform_created_at", "created_at")
-    tickets = (tickets_for_actor(actor).select_related(None).filter(store_id__in=store_ids)
-               .annotate(requested_at=requested_at).filter(requested_at__gte=since).order_by())
-    return _Window(days, now, since, store_rows, store_ids, tickets)
+    rollup = rollups.latest(actor.agency_id, now) if store_ids else None
+    in_rollup = set(rollup.store_ids) if rollup else set()
+    covered = [pk for pk in store_ids if pk in in_rollup]
+    if rollup and covered:
+        now = rollup.computed_at  # one instant for every figure: the stores it lacks are computed as of it too
+    else:
+        rollup = None
+    return _Window(days, now, now - dt.timedelta(days=days), store_rows, store_ids, actor.agency_id, rollup,
+                   covered)
+
+
+def _figures(window: _Window) -> tuple[_Window, Figures]:
+    figures = Figures()
+    if window.rollup is not None:
+        rows = rollups.read(window.rollup, window.days, window.covered)
+        if rows:
+            figures.add(rows)
+        else:  # every covered store has a score_start row: none means the rollup was dropped since it was picked
+            window = replace(window, rollup=None, covered=[])
+    return window, figures.add(rollups.compute(window.agency_id, window.missing, window.now, window.days))
 
 
 def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = None) -> dict:
@@ -132,62 +163,43 @@ def summary(actor: Actor, *, days: int, store=None, now: dt.datetime | None = No
     Without a store it covers every store with view_analytics; a sub-account that sees stores but may view
     the analytics of none gets ERR_PERM_005 (rather than an empty summary that looks like a quiet week).
     """
-    return _summary(_window(actor, days, store, now), TOP_REASONS)
+    window, figures = _figures(_window(actor, days, store, now))
+    return _summary(window, figures, TOP_REASONS)
 
 
-def _summary(window: _Window, reason_limit: int) -> dict:
+def _summary(window: _Window, figures: Figures, reason_limit: int) -> dict:
     """The summary's figures; ``top_reasons`` holds up to ``reason_limit`` reasons (the dashboard's cloud
-    asks for more in the same query, then keeps the summary's three)."""
-    days, now, since, store_ids, tickets = window.days, window.now, window.since, window.store_ids, window.tickets
-    finished = Q(state__in=[str(s) for s in FINAL_STATES])
-    handling = ExpressionWrapper(F("state_changed_at") - F("requested_at"), output_field=DurationOutput())
-    in_time = finished & Q(state_changed_at__lte=F("requested_at") + dt.timedelta(hours=COMPLETION_HOURS))
-    due = finished | Q(requested_at__lte=now - dt.timedelta(hours=COMPLETION_HOURS))
-    totals = tickets.aggregate(
-        n=Count("pk"),
-        proactive=Count("pk", filter=Q(refunded_amount__gt=0, arbitration_status="")),
-        intervened=Count("pk", filter=~Q(arbitration_status="")),
-        finished=Count("pk", filter=finished),
-        avg_handling=Avg(handling, filter=finished),
-        in_time=Count("pk", filter=in_time),
-        due=Count("pk", filter=due),
-    )
+    asks for more, then keeps the summary's three)."""
+    n = figures.count("requests")
+    categories = sorted(((key, row) for (key, _k2, _d), row in figures.of("category").items()))
+    volumes = {key: {"orders": row[0], "units_sold": row[1]} for (key, _k2, _d), row in figures.of("volume").items()}
+    reasons = sorted(((key, row) for (key, _k2, _d), row in figures.of("reason").items()),
+                     key=lambda item: (-item[1][0], item[0]))[:reason_limit]
+    finished, handling = figures.count("finished"), figures.amount("finished")
+    in_time, due = figures.count("in_time"), figures.count("due")
+    proactive, intervened = figures.count("proactive"), figures.count("intervened")
 
-    categories = list(
-        LineItem.objects.filter(ticket__in=tickets.values("pk")).values("category")
-        .annotate(requests=Count("ticket_id", distinct=True), units=Sum("quantity")).order_by("category")
-    )
-    volumes = {row["category"]: row for row in OrderVolume.objects.filter(
-        store_id__in=store_ids, day__gte=since.date()).values("category")
-        .annotate(units_sold=Sum("units_sold"), orders=Sum("orders")).order_by()}
-    reasons = list(
-        tickets.values("reason_key").annotate(count=Count("pk"), text=Max("reason_text"))
-        .order_by("-count", "reason_key")[:reason_limit]
-    )
-
-    n = totals["n"]
     benchmarks = return_benchmarks()
     by_category = []
     asked_back = sold_total = 0
-    for row in categories:
-        key = CATEGORY_ALIASES.get((row["category"] or "").lower(), row["category"] or "")
-        sold = (volumes.get(row["category"] or "") or {}).get("units_sold")
-        units = row["units"] or 0
+    for category, (requests, units, _amount, _text) in categories:
+        key = CATEGORY_ALIASES.get(category.lower(), category)
+        sold = (volumes.get(category) or {}).get("units_sold")
+        units = units or 0
         if sold:
             asked_back, sold_total = asked_back + units, sold_total + sold
-        by_category.append({"category": row["category"] or "", "requests": row["requests"],
-                            "units": units, "units_sold": sold, "rate_pct": _pct(units, sold or 0),
-                            "benchmark_max_pct": benchmarks.get(key)})
+        by_category.append({"category": category, "requests": requests, "units": units, "units_sold": sold,
+                            "rate_pct": _pct(units, sold or 0), "benchmark_max_pct": benchmarks.get(key)})
     if "" in volumes and not sold_total:  # volume sent as store totals: every unit asked back counts
-        asked_back = sum(row["units"] or 0 for row in categories)
+        asked_back = sum(row[1] or 0 for _key, row in categories)
         sold_total = volumes[""]["units_sold"] or 0
     orders = sum(v["orders"] or 0 for v in volumes.values()) if volumes else None
     service = service_benchmarks()
-    avg = totals["avg_handling"]
     return {
-        "days": days,
-        "since": since,
-        "until": now,
+        "days": window.days,
+        "since": window.since,
+        "until": window.now,
+        "as_of": window.now,
         "store_ids": [str(row["public_id"]) for row in window.stores],
         "requests": n,
         "return_rate": {
@@ -197,19 +209,18 @@ def _summary(window: _Window, reason_limit: int) -> dict:
             "by_category": by_category,
             "benchmarks": [{"category": k, "max_pct": v} for k, v in sorted(benchmarks.items())],
         },
-        "proactive_refund_rate": {"pct": _pct(totals["proactive"], n), "count": totals["proactive"], "of": n},
-        "platform_intervention_rate": {"pct": _pct(totals["intervened"], n), "count": totals["intervened"],
-                                       "of": n},
+        "proactive_refund_rate": {"pct": _pct(proactive, n), "count": proactive, "of": n},
+        "platform_intervention_rate": {"pct": _pct(intervened, n), "count": intervened, "of": n},
         "avg_handling_hours": {
-            "hours": None if avg is None else round(avg.total_seconds() / 3600, 2),
-            "finished": totals["finished"],
+            "hours": round(float(handling) / finished / 3600, 2) if finished and handling is not None else None,
+            "finished": finished,
             "benchmark_platform_integrated": service["handling_hours_platform_integrated"],
             "benchmark_industry": service["handling_hours_industry"],
         },
-        "completed_within_72h": {"pct": _pct(totals["in_time"], totals["due"]), "count": totals["in_time"],
-                                 "of": totals["due"], "benchmark_pct": service["completed_within_72h_pct"]},
-        "top_reasons": [{"key": r["reason_key"], "text": r["text"] or "", "count": r["count"],
-                         "share_pct": _pct(r["count"], n)} for r in reasons],
+        "completed_within_72h": {"pct": _pct(in_time, due), "count": in_time, "of": due,
+                                 "benchmark_pct": service["completed_within_72h_pct"]},
+        "top_reasons": [{"key": key, "text": row[3] or "", "count": row[0], "share_pct": _pct(row[0], n)}
+                        for key, row in reasons],
     }
 
 
@@ -239,99 +250,84 @@ def dashboard(actor: Actor, *, days: int, store=None, now: dt.datetime | None = 
     The same scope and permission rules as ``summary`` (view_analytics, ERR_PERM_005). A constant number of
     grouped queries whatever the volume and the number of stores.
     """
-    window = _window(actor, days, store, now)
-    result = _summary(window, CLOUD_REASONS)
+    window, figures = _figures(_window(actor, days, store, now))
+    result = _summary(window, figures, CLOUD_REASONS)
     result["reasons"] = result["top_reasons"]
     result["top_reasons"] = result["reasons"][:TOP_REASONS]
-    scoped = {"agency_id": actor.agency_id, "store_id__in": window.store_ids,
-              "created_at__gte": window.since, "created_at__lte": window.now}
-    result["breaches"] = _breaches(scoped)
-    result["compensation"] = _compensation(scoped)
-    result["service_score"] = _score_trend(window, scoped, single=store is not None)
-    result["reason_products"] = _reason_products(window.tickets, result["requests"])
+    result["breaches"] = _breaches(figures)
+    result["compensation"] = _compensation(figures)
+    result["service_score"] = _score_trend(window, figures, single=store is not None)
+    result["reason_products"] = _reason_products(window, figures, result["requests"])
     return result
 
 
-def _breaches(scoped: dict) -> dict:
-    rows = (SlaBreach.objects.filter(**scoped).values("kind").annotate(count=Count("pk")).order_by("kind"))
+def _breaches(figures: Figures) -> dict:
     labels = dict(SlaKind.choices)
-    kinds = [{"kind": r["kind"], "label": str(labels.get(r["kind"], r["kind"])), "count": r["count"]}
-             for r in rows]
+    kinds = [{"kind": kind, "label": str(labels.get(kind, kind)), "count": row[0]}
+             for (kind, _k2, _d), row in sorted(figures.of("breach").items())]
     return {"total": sum(k["count"] for k in kinds), "by_kind": kinds}
 
 
-def _compensation(scoped: dict) -> dict:
-    rows = (Compensation.objects.filter(**scoped).values("currency", "status")
-            .annotate(amount=Sum("amount"), count=Count("pk")).order_by("currency", "status"))
+def _compensation(figures: Figures) -> dict:
     result: dict[str, list] = {"paid": [], "capped": []}
-    for row in rows:
-        key = "paid" if row["status"] == Compensation.Status.GRANTED else "capped"
-        result[key].append({"currency": row["currency"], "amount": row["amount"], "count": row["count"]})
+    for (currency, status, _d), row in sorted(figures.of("compensation").items()):
+        key = "paid" if status == Compensation.Status.GRANTED else "capped"
+        result[key].append({"currency": currency, "amount": row[2].quantize(CENTS), "count": row[0]})
     return result
 
 
-def _score_trend(window: _Window, scoped: dict, *, single: bool) -> dict:
-    """Two queries: the last ledger entry of each (store, market-local day) in the window, and each store's
-    last entry before it (the score the window starts from; 5.00 when the ledger is empty before, or the
-    store's current score when it has no entry at all).
+def _score_trend(window: _Window, figures: Figures, *, single: bool) -> dict:
+    """The sum of the stores' starting scores, plus the sum of their changes up to each day, over the stores.
 
     Stores in far-apart markets have different local days, so the plotted days are one common range — from
     the earliest store's first local day to the latest store's last — and every store has a score on every
-    one of them: its starting score before its own first day, its last known score carried forward after its
-    own last day. So each point averages every store and the line does not jump at its ends."""
-    local_day = Cast(Func(F("store__market__time_zone"), F("created_at"), function="timezone",
-                          output_field=DateTimeField()), DateField())
-    in_window = list(ServiceScoreEntry.objects.filter(**scoped).annotate(day=local_day)
-                     .order_by("store_id", "day", "-created_at", "-id").distinct("store_id", "day")
-                     .values_list("store_id", "day", "score_after"))
-    before = dict(ServiceScoreEntry.objects.filter(
-        agency_id=scoped["agency_id"], store_id__in=window.store_ids, created_at__lt=window.since)
-        .order_by("store_id", "-created_at", "-id").distinct("store_id").values_list("store_id", "score_after"))
-    daily: dict[int, dict[dt.date, Decimal]] = {}
-    for store_id, day, score in in_window:
-        daily.setdefault(store_id, {})[day] = score
+    one of them: its starting score (its last ledger entry before the window; 5.00 when its ledger starts in
+    the window; its current score when it has none) before its own first day, its last known score carried
+    forward after its own last day. So each point averages every store and the line does not jump at its ends."""
     zones = {row["time_zone"] for row in window.stores}
     first = min((window.since.astimezone(ZoneInfo(z)).date() for z in zones), default=None)
     last = max((window.now.astimezone(ZoneInfo(z)).date() for z in zones), default=None)
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)] if first and last else []
-    totals = dict.fromkeys(days, Decimal("0"))
+    changes: dict[dt.date, Decimal] = {}
+    for (_key, _key2, day), row in figures.of("score").items():
+        changes[day] = changes.get(day, Decimal("0")) + row[2]
+    total = figures.amount("score_start") or Decimal("0")
+    total += sum((delta for day, delta in changes.items() if first is None or day < first), Decimal("0"))
+    points = []
+    for day in days:
+        total += changes.get(day, Decimal("0"))
+        points.append((day, (total / len(window.stores)).quantize(CENTS)))
     stores = []
     for row in window.stores:
-        entries = daily.get(row["pk"], {})
-        score = before.get(row["pk"], MAX_SCORE if entries else row["service_score"])
-        for day in days:
-            score = entries.get(day, score)
-            totals[day] += score
         floor = row["score_floor"] if row["score_floor"] is not None else DEFAULT_SCORE_FLOOR
         stores.append({"id": str(row["public_id"]), "name": row["name"], "market": row["market_code"],
                        "score": row["service_score"], "floor": floor, "below": row["service_score"] < floor})
-    points = [(day, (totals[day] / len(stores)).quantize(Decimal("0.01"))) for day in days]
     return {"stores": stores, "floors": sorted({s["floor"] for s in stores}), "averaged": not single,
             "points": points}
 
 
-def _reason_products(tickets: QuerySet, requests: int) -> dict:
-    """Columns: the products with the most requests; rows: the reasons behind them, most frequent first."""
-    items = LineItem.objects.filter(ticket__in=tickets.values("pk"))
-    products = list(items.values("product_name").annotate(requests=Count("ticket_id", distinct=True))
-                    .order_by("-requests", "product_name")[:MATRIX_PRODUCTS])
-    names = [p["product_name"] for p in products]
-    pairs = list(items.filter(product_name__in=names).values("product_name", reason_key=F("ticket__reason_key"))
-                 .annotate(count=Count("ticket_id", distinct=True), text=Max("ticket__reason_text"))
-                 .order_by()) if names else []
-    totals = {p["product_name"]: p["requests"] for p in products}
+def _reason_products(window: _Window, figures: Figures, requests: int) -> dict:
+    """Columns: the products with the most requests (over every store's complete counts); rows: the reasons
+    behind them, most frequent first."""
+    products = sorted(((key, row[0]) for (key, _k2, _d), row in figures.of("product").items()),
+                      key=lambda item: (-item[1], item[0]))[:MATRIX_PRODUCTS]
+    names = [name for name, _n in products]
+    pairs = Figures().add((("pair", key, key2, None, *row) for (key, key2, _d), row in figures.of("pair").items()
+                           if key in names))
+    if window.rollup is not None and names:
+        pairs.add(rollups.read_pairs(window.rollup, window.days, window.covered, names))
+    totals = dict(products)
     rows: dict[str, dict] = {}
-    for pair in pairs:
-        row = rows.setdefault(pair["reason_key"], {"key": pair["reason_key"], "text": "", "count": 0, "cells": {}})
-        row["text"] = max(row["text"], pair["text"] or "")
-        row["count"] += pair["count"]
-        share = _pct(pair["count"], totals[pair["product_name"]])
-        row["cells"][pair["product_name"]] = {
-            "count": pair["count"], "share_pct": share,
-            "standout": pair["count"] >= STANDOUT_MIN_COUNT and share >= STANDOUT_MIN_PCT}
+    for (product, reason, _d), (count, _units, _amount, text) in pairs.of("pair").items():
+        row = rows.setdefault(reason, {"key": reason, "text": "", "count": 0, "cells": {}})
+        row["text"] = max(row["text"], text or "")
+        row["count"] += count
+        share = _pct(count, totals[product])
+        row["cells"][product] = {"count": count, "share_pct": share,
+                                 "standout": count >= STANDOUT_MIN_COUNT and share >= STANDOUT_MIN_PCT}
     ordered = sorted(rows.values(), key=lambda r: (-r["count"], r["key"]))[:MATRIX_REASONS]
     return {
-        "products": [{"name": p["product_name"], "requests": p["requests"]} for p in products],
+        "products": [{"name": name, "requests": n} for name, n in products],
         "rows": [{**row, "cells": [row["cells"].get(name) for name in names]} for row in ordered],
         "requests": requests,
     }

@@ -556,3 +556,61 @@ from aftersales.tiktok.models import (  # noqa: E402, F401
     SyncRun,
     WebhookDelivery,
 )
+
+
+class AnalyticsRollup(models.Model):
+    """One refresh of an agency's 售后分析 figures (``aftersales.analytics.refresh``): when it was computed and
+    which stores it covers. Its figures are immutable; a refresh adds a new rollup and drops the ones before the
+    previous, so a dashboard that pinned a rollup still finds it while it reads (no half-refresh, no straddle)."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+", db_index=False)
+    computed_at = models.DateTimeField(_("computed at"))
+    # The agency's stores when the refresh began; a store made later is computed live until the next refresh.
+    store_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency")
+
+    class Meta:
+        verbose_name = _("analytics rollup")
+        verbose_name_plural = _("analytics rollups")
+        indexes = [models.Index(fields=["agency", "computed_at"], name="analytics_rollup_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.agency_id} @ {self.computed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AnalyticsFigure(models.Model):
+    """One additive figure of one store over one window (7 or 30 days) of a rollup: a count, units, an amount
+    and the greatest text, under a dimension ``kind`` and its keys (a reason, a category, a product and reason, a
+    breach kind, a currency and status, a local day of the score). Additive per store — a request belongs to one
+    store — so any set of stores is a grouped SUM over its rows (``aftersales.rollups``). Rows without a store
+    are that sum over every store the rollup covers, read only when exactly those stores are asked for (an
+    owner's all): a few hundred rows instead of a few hundred per store."""
+
+    rollup = models.ForeignKey(AnalyticsRollup, on_delete=models.CASCADE, related_name="figures", db_index=False)
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+", db_index=False)
+    store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                              db_index=False)
+    days = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=16)
+    key = models.CharField(max_length=300, blank=True)  # as long as a product name
+    key2 = models.CharField(max_length=160, blank=True)  # a reason key
+    day = models.DateField(null=True, blank=True)
+    count = models.BigIntegerField(default=0)
+    units = models.BigIntegerField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    text = models.CharField(max_length=500, blank=True)
+
+    objects = TenantManager()
+    tenant_scope = TenantScope(agency="agency", store="store", store_optional=True)
+
+    class Meta:
+        verbose_name = _("analytics figure")
+        verbose_name_plural = _("analytics figures")
+        # Every read is one rollup and window, the agency's rows or some stores', some kinds (for the reason ×
+        # product cells, some products).
+        indexes = [models.Index(fields=["rollup", "days", "store", "kind", "key"], name="analytics_figure_read")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} {self.key2}".strip()

@@ -63,6 +63,26 @@ def resume_stale_jobs() -> int:
     return len(ids)
 
 
+@shared_task(name="aftersales.refresh_all_analytics", soft_time_limit=50, time_limit=60, **DB_RETRY)
+def refresh_all_analytics() -> int:
+    """Beat, every five minutes: one analytics refresh per agency (each on its own, so one big agency never
+    holds up the others, and two workers refresh two agencies at once)."""
+    from aftersales import rollups
+
+    ids = rollups.agency_ids()
+    for agency_id in ids:
+        refresh_analytics.delay(agency_id)
+    return len(ids)
+
+
+@shared_task(name="aftersales.refresh_analytics", soft_time_limit=540, time_limit=600, **DB_RETRY)
+def refresh_analytics(agency_id: int) -> int:
+    """A new rollup of one agency's 售后分析 figures (one transaction; skipped while another runs for it)."""
+    from aftersales import analytics
+
+    return analytics.refresh(agency_id)
+
+
 # The connector's tasks live with its code; imported so every worker registers them.
 from aftersales.tiktok import tasks as tiktok_tasks  # noqa: E402, F401
 from aftersales.tiktok import webhooks as tiktok_webhooks  # noqa: E402, F401

@@ -76,6 +76,9 @@ def add_tenant_rows(tenant: Tenant) -> None:
     OrderVolume.objects.create(agency=agency, store=stores[-1], day=timezone.now().date(), category="apparel",
                                units_sold=10)
     _connector_rows(tenant, ticket)
+    from aftersales import analytics
+
+    analytics.refresh(agency.pk)  # the dashboard's rollup rows (after every row above they sum)
 
 
 def _connector_rows(tenant: Tenant, ticket) -> None:

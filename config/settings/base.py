@@ -248,7 +248,13 @@ CELERY_BEAT_SCHEDULE = {
     "tiktok-sync-all": {"task": "aftersales.tiktok.sync_all", "schedule": 300.0},
     "tiktok-resend-stale-decisions": {"task": "aftersales.tiktok.resend_stale_decisions", "schedule": 300.0},
     "tiktok-requeue-webhooks": {"task": "aftersales.tiktok.requeue_webhooks", "schedule": 300.0},
+    # 售后分析 (issue 9): a new rollup of every agency's figures per store (docs/ANALYTICS.md).
+    "aftersales-analytics-rollups": {"task": "aftersales.refresh_all_analytics", "schedule": 300.0},
 }
+# The dashboard reads an agency's rollup while it is at most this old (the beat refreshes every 5 minutes; this
+# allows a missed run and a slow refresh); an older one is ignored and every figure is computed live (slow at
+# agency scale, never wrong). 0 turns the rollups off.
+ANALYTICS_ROLLUP_MAX_AGE_SECONDS = env_int("ANALYTICS_ROLLUP_MAX_AGE_SECONDS", 900, minimum=0)
 
 # --- return tracking: the carrier check through a tracking aggregator (AfterShip "get a tracking") ----------
 # Empty URL: no check is made; attempts are recorded as "skipped" and the validation stays pending.
