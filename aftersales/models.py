@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from aftersales.states import Arbitration, RequestType, State
+from aftersales.states import OPEN_STATES, Arbitration, RequestType, State
 from stores.models import Agency, Market, Store
 from stores.scoping import TenantManager, TenantScope
 
@@ -118,6 +118,10 @@ class AfterSalesRequest(models.Model):
             # come after these in id order (the primary key).
             models.Index(fields=["agency", "due_at", "id"], name="request_queue_due",
                          condition=models.Q(due_at__isnull=False)),
+            # ... and the open ones without a deadline, which the open queue shows after them: without this the
+            # queue's last page would sift every open request of the agency for the few that have none.
+            models.Index(fields=["agency", "id"], name="request_queue_undated",
+                         condition=models.Q(due_at__isnull=True, state__in=sorted(OPEN_STATES))),
             models.Index(fields=["sla_check_at"], name="request_sla_check",
                          condition=models.Q(sla_check_at__isnull=False)),
         ]
