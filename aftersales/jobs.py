@@ -26,9 +26,7 @@ they started. Anyone else — another agency, another sub-account — gets 404.
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
-import io
 import logging
 import tempfile
 import uuid
@@ -41,7 +39,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Func, Q, QuerySet, TextField
 from django.http import QueryDict
 from django.utils import timezone
 from rest_framework import exceptions
@@ -142,36 +140,58 @@ def _flag(value) -> str:
     return "true" if value else "false"
 
 
-# (column, source field, formatter) — the documented columns of export.csv, in order (docs/ARCHITECTURE.md).
-EXPORT_COLUMNS: list[tuple[str, str, Any]] = [
-    ("id", "public_id", str),
-    ("store_id", "store__public_id", str),
-    ("store", "store__name", str),
-    ("market", "store__market__code", str),
-    ("return_id", "return_id", str),
-    ("order_id", "order_id", str),
-    ("type", "type", str),
-    ("status", "state", str),
-    ("platform_status", "platform_status", str),
-    ("reason_key", "reason_key", str),
-    ("reason_text", "reason_text", str),
-    ("refund_total", "refund_total", _money),
-    ("refunded", "refunded_amount", _money),
-    ("currency", "currency", str),
-    ("created_at", "created_at", _iso),
-    ("updated_at", "updated_at", _iso),
-    ("platform_created_at", "platform_created_at", _iso),
-    ("state_changed_at", "state_changed_at", _iso),
-    ("due_at", "due_at", _iso),
-    ("due_kind", "due_kind", str),
-    ("breached_at", "breached_at", _iso),
-    ("stalled", "stalled_at", _flag),
-    ("stalled_at", "stalled_at", _iso),
-    ("assignee", "export_assignee", str),
-    ("tags", "tags", lambda tags: ";".join(tags or [])),
-    ("tracking_number", "export_tracking_number", str),
+# SQL of each formatter, written so Postgres produces exactly what the Python one does: the export runs as one
+# ``COPY … TO STDOUT`` (no row becomes a Python object), and ``export_rows`` (small callers, tests) agrees with it.
+_TEXT = "%(expressions)s::text"
+_ISO = ("regexp_replace(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
+        r"'\.000000$', '') || '+00:00'")
+_FLAG = "CASE WHEN %(expressions)s IS NULL THEN 'false' ELSE 'true' END"
+_TAGS = "array_to_string(%(expressions)s, ';')"
+# A free-text cell in SQL: formula-safe like ``safe_cell``, then quoted like csv.writer's QUOTE_MINIMAL (only when
+# it holds a comma, a quote or a line break; quotes doubled). The value is used once: Postgres does not share a
+# repeated expression. Generated values (ids, times, amounts, choices) can hold none of those characters.
+_CELL = (r"""regexp_replace(replace(regexp_replace(COALESCE({v}, ''), '^([-=+@\t\r])', '''\1'), '"', '""'), """
+         r"""'^(.*[,"\r\n].*)$', '"\1"')""")
+# Columns whose formatted values never need either (every other column is treated as free text).
+GENERATED = {"id", "store_id", "type", "status", "refund_total", "refunded", "created_at", "updated_at",
+             "platform_created_at", "state_changed_at", "due_at", "breached_at", "stalled", "stalled_at"}
+
+
+def _tags(tags) -> str:
+    return ";".join(tags or [])
+
+
+# (column, source field, formatter, its SQL) — the documented columns of export.csv, in order
+# (docs/ARCHITECTURE.md).
+EXPORT_COLUMNS: list[tuple[str, str, Any, str]] = [
+    ("id", "public_id", str, _TEXT),
+    ("store_id", "store__public_id", str, _TEXT),
+    ("store", "store__name", str, _TEXT),
+    ("market", "store__market__code", str, _TEXT),
+    ("return_id", "return_id", str, _TEXT),
+    ("order_id", "order_id", str, _TEXT),
+    ("type", "type", str, _TEXT),
+    ("status", "state", str, _TEXT),
+    ("platform_status", "platform_status", str, _TEXT),
+    ("reason_key", "reason_key", str, _TEXT),
+    ("reason_text", "reason_text", str, _TEXT),
+    ("refund_total", "refund_total", _money, _TEXT),
+    ("refunded", "refunded_amount", _money, _TEXT),
+    ("currency", "currency", str, _TEXT),
+    ("created_at", "created_at", _iso, _ISO),
+    ("updated_at", "updated_at", _iso, _ISO),
+    ("platform_created_at", "platform_created_at", _iso, _ISO),
+    ("state_changed_at", "state_changed_at", _iso, _ISO),
+    ("due_at", "due_at", _iso, _ISO),
+    ("due_kind", "due_kind", str, _TEXT),
+    ("breached_at", "breached_at", _iso, _ISO),
+    ("stalled", "stalled_at", _flag, _FLAG),
+    ("stalled_at", "stalled_at", _iso, _ISO),
+    ("assignee", "export_assignee", str, _TEXT),
+    ("tags", "tags", _tags, _TAGS),
+    ("tracking_number", "export_tracking_number", str, _TEXT),
 ]
-EXPORT_HEADER = [name for name, _source, _fmt in EXPORT_COLUMNS]
+EXPORT_HEADER = [name for name, _source, _fmt, _sql in EXPORT_COLUMNS]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -193,7 +213,7 @@ def export_queryset(actor: Actor | None, query, *, user=None) -> QuerySet:
         for key, values in (query or {}).items():
             data.setlist(key, list(values))
         query = data
-    base = AfterSalesRequest.objects.for_actor(actor)
+    base = AfterSalesRequest.objects.for_actor(actor, stores_first=True)
     request = SimpleNamespace(user=user or SimpleNamespace(pk=getattr(actor, "user_id", None)))
     filterset = TicketFilter(data=query, queryset=base, request=request)
     if not filterset.is_valid():
@@ -206,30 +226,65 @@ def export_queryset(actor: Actor | None, query, *, user=None) -> QuerySet:
             .annotate(export_assignee=F("assignee__username"),
                       export_tracking_number=F("return_shipment__tracking_number"))
             .order_by(*order.forward())
-            .values(*[source for _name, source, _fmt in EXPORT_COLUMNS if source != "stalled_at"], "stalled_at"))
+            .values(*[source for _name, source, _fmt, _sql in EXPORT_COLUMNS if source != "stalled_at"],
+                    "stalled_at"))
 
 
 def export_rows(qs: QuerySet) -> Iterator[list[str]]:
     """One list of cells per row, read from a server-side cursor (``iterator``: a named cursor on Postgres)."""
     for row in qs.iterator(chunk_size=EXPORT_CHUNK_SIZE):
         yield [safe_cell(fmt(row[source]) if row[source] is not None or fmt is _flag else "")
-               for _n, source, fmt in EXPORT_COLUMNS]
+               for _n, source, fmt, _sql in EXPORT_COLUMNS]
 
 
-class _Line:
-    """A write-only file for csv.writer: returns the line instead of storing it."""
+def line_expression() -> Func:
+    """The whole CSV line of a row as one SQL expression (``export_rows`` + ``csv.writer``, in Postgres): the
+    server formats every cell and the client only moves finished lines — 1 M rows at the speed of the query
+    (docs/BENCHMARKS.md) instead of 26 M conversions in Python."""
+    cells = []
+    for i, (name, _source, _fmt, sql) in enumerate(EXPORT_COLUMNS):
+        value = sql.replace("%(expressions)s", f"%(expressions_{i})s")
+        cells.append(f"COALESCE({value}, '')" if name in GENERATED else _CELL.format(v=value))
+    return _Line([F(source) for _name, source, _fmt, _sql in EXPORT_COLUMNS], " || ',' || ".join(cells))
 
-    def write(self, value: str) -> str:
-        return value
+
+class _Line(Func):
+    """A template over many source columns, each named ``%(expressions_<i>)s`` (Func joins them into one)."""
+
+    output_field = TextField()
+
+    def __init__(self, sources: list, template: str):
+        super().__init__(*sources)
+        self.template = template
+
+    def as_sql(self, compiler, connection, function=None, template=None, arg_joiner=None, **extra_context):
+        parts, params = [], []
+        for arg in self.source_expressions:
+            sql, arg_params = compiler.compile(arg)
+            parts.append(sql)
+            params.extend(arg_params)
+        if params:  # columns only: a parameter would be needed once per use in the template
+            raise ValueError("export line sources must be plain columns")
+        return self.template % {f"expressions_{i}": part for i, part in enumerate(parts)}, params
+
+
+def export_lines(qs: QuerySet) -> Iterator[str]:
+    """The CSV lines (``\\r\\n``-terminated, as csv.writer writes them), read from a server-side cursor."""
+    lines = qs.annotate(export_line=line_expression()).values_list("export_line", flat=True)
+    for line in lines.iterator(chunk_size=EXPORT_CHUNK_SIZE):
+        yield line + "\r\n"
+
+
+def header(*, bom: bool) -> bytes:
+    return (codecs.BOM_UTF8 if bom else b"") + (",".join(EXPORT_HEADER) + "\r\n").encode("utf-8")
 
 
 def stream_csv(qs: QuerySet, *, bom: bool) -> Iterator[bytes]:
-    """The streamed body: header (after the BOM), then blocks of rows; constant memory whatever the size."""
-    writer = csv.writer(_Line())
-    yield (codecs.BOM_UTF8 if bom else b"") + writer.writerow(EXPORT_HEADER).encode("utf-8")
+    """The streamed body: header (after the BOM), then blocks of lines; constant memory whatever the size."""
+    yield header(bom=bom)
     block: list[str] = []
-    for cells in export_rows(qs):
-        block.append(writer.writerow(cells))
+    for line in export_lines(qs):
+        block.append(line)
         if len(block) >= STREAM_BLOCK_ROWS:
             yield "".join(block).encode("utf-8")
             block = []
@@ -370,16 +425,16 @@ def _run_export(job: Job, token: str, actor: Actor) -> None:
     _progress(job, token, total=total, done=0)  # an export restarts from its first row
     written = 0
     with tempfile.TemporaryFile() as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if job.params.get("bom", True) else "utf-8", newline="")
-        writer = csv.writer(text)
-        writer.writerow(EXPORT_HEADER)
-        for cells in export_rows(qs):
-            writer.writerow(cells)
+        raw.write(header(bom=job.params.get("bom", True)))
+        block: list[str] = []
+        for line in export_lines(qs):
+            block.append(line)
             written += 1
             if written % EXPORT_PROGRESS_EVERY == 0:
+                raw.write("".join(block).encode("utf-8"))
+                block = []
                 _progress(job, token, done=written)
-        text.flush()
-        text.detach()
+        raw.write("".join(block).encode("utf-8"))
         raw.seek(0)
         storage = Job._meta.get_field("result_file").storage
         stamp = _now().strftime("%Y/%m")

@@ -271,3 +271,30 @@ def test_a_real_worker_writes_a_large_export(tenants, api, monkeypatch):
     raw = b"".join(client.get(shown["file_url"]).streaming_content)
     assert raw.startswith(codecs.BOM_UTF8) and "少件/漏发" in raw.decode("utf-8-sig")
     assert [r["id"] for r in table(raw)] == [str(t.public_id) for t in sorted(made, key=lambda t: (t.due_at, t.pk))]
+
+
+def test_lines_made_by_postgres_equal_the_python_formatting_cell_for_cell(tenants):
+    """The export's lines are built in SQL (jobs.line_expression); they must be what csv.writer makes of
+    export_rows for every awkward value: formula starts, commas, quotes, line breaks, CJK, empty and NULL cells,
+    times with and without microseconds, tags."""
+    a, _b = tenants
+    awkward = ['=HYPERLINK("x")', "+1", "-2", "@sum", "\tx", "a,b", 'say "hi"', "two\nlines", "\r", "色差, 质量",
+               "", "plain"]
+    now = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)
+    for i, text in enumerate(awkward):
+        ticket = make(a.stores[i % 2], return_reason_text=text, buyer_name=text)
+        AfterSalesRequest.objects.unscoped().filter(pk=ticket.pk).update(
+            reason_key=text[:160], tags=[text, "vip"] if i % 2 else [], platform_status=text,
+            due_at=now + dt.timedelta(microseconds=i * 7) if i % 3 else None,
+            stalled_at=now if i % 4 == 0 else None, breached_at=None if i % 2 else now)
+    from stores.services import actor_for_user
+
+    qs = jobs.export_queryset(actor_for_user(a.owner), {})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for cells in jobs.export_rows(qs):
+        writer.writerow(cells)
+    python = out.getvalue()
+    postgres = "".join(jobs.export_lines(qs))
+    assert postgres.count("\r\n") >= len(awkward)
+    assert postgres == python
