@@ -487,7 +487,7 @@ def filter_breached(qs: QuerySet[AfterSalesRequest], breached: bool = True) -> Q
 
 def filter_due_within(qs: QuerySet[AfterSalesRequest], delta: dt.timedelta,
                       now: dt.datetime | None = None) -> QuerySet[AfterSalesRequest]:
-    """Watched requests whose next deadline falls within ``delta`` (on the request_queue_due index: every caller is scoped to one agency)."""
+    """Watched requests whose next deadline falls within ``delta`` (on request_queue_due)."""
     return qs.filter(due_at__isnull=False, due_at__lte=(now or timezone.now()) + delta)
 
 
