@@ -143,15 +143,16 @@ def _flag(value) -> str:
 # SQL of each formatter, written so Postgres produces exactly what the Python one does: the export runs as one
 # ``COPY … TO STDOUT`` (no row becomes a Python object), and ``export_rows`` (small callers, tests) agrees with it.
 _TEXT = "%(expressions)s::text"
-_ISO = ("regexp_replace(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
-        r"'\.000000$', '') || '+00:00'")
+_ISO = ("replace(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', '') "
+        "|| '+00:00'")
 _FLAG = "CASE WHEN %(expressions)s IS NULL THEN 'false' ELSE 'true' END"
 _TAGS = "array_to_string(%(expressions)s, ';')"
 # A free-text cell in SQL: formula-safe like ``safe_cell``, then quoted like csv.writer's QUOTE_MINIMAL (only when
-# it holds a comma, a quote or a line break; quotes doubled). The value is used once: Postgres does not share a
-# repeated expression. Generated values (ids, times, amounts, choices) can hold none of those characters.
-_CELL = (r"""regexp_replace(replace(regexp_replace(COALESCE({v}, ''), '^([-=+@\t\r])', '''\1'), '"', '""'), """
-         r"""'^(.*[,"\r\n].*)$', '"\1"')""")
+# it holds a comma, a quote or a line break; quotes doubled). Plain string functions, no regular expressions:
+# 12 free-text cells and 7 times per row make this the export's main cost (docs/BENCHMARKS.md).
+_SAFE = ("(CASE WHEN left({v}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN '''' || {v} ELSE {v} END)")
+_CELL = ("(CASE WHEN strpos({v}, ',') > 0 OR strpos({v}, '\"') > 0 OR strpos({v}, chr(10)) > 0 "
+         "OR strpos({v}, chr(13)) > 0 THEN '\"' || replace({safe}, '\"', '\"\"') || '\"' ELSE {safe} END)")
 # Columns whose formatted values never need either (every other column is treated as free text).
 GENERATED = {"id", "store_id", "type", "status", "refund_total", "refunded", "created_at", "updated_at",
              "platform_created_at", "state_changed_at", "due_at", "breached_at", "stalled", "stalled_at"}
@@ -244,7 +245,11 @@ def line_expression() -> Func:
     cells = []
     for i, (name, _source, _fmt, sql) in enumerate(EXPORT_COLUMNS):
         value = sql.replace("%(expressions)s", f"%(expressions_{i})s")
-        cells.append(f"COALESCE({value}, '')" if name in GENERATED else _CELL.format(v=value))
+        if name in GENERATED:
+            cells.append(f"COALESCE({value}, '')")
+        else:
+            text = f"COALESCE({value}, '')"  # a column reference: using it several times costs nothing
+            cells.append(_CELL.format(v=text, safe=_SAFE.format(v=text)))
     return _Line([F(source) for _name, source, _fmt, _sql in EXPORT_COLUMNS], " || ',' || ".join(cells))
 
 
