@@ -10,9 +10,10 @@ Every column not named below takes the value of a *template* row built by the mo
 defaults, ``get_db_prep_save``), so a new column with a default never breaks the generator. Loading runs in
 chunks with progress, then ``ANALYZE``; the time of each table is printed and returned.
 
-The mix (per 100 requests): 3 pending review, 1 awaiting buyer, 2 awaiting return, 1 return in transit,
-1 refund approved, 1 in arbitration — 9 open, all of the last 10 days, deadlines spread from 12 h ago (missed)
-to 2 days ahead; 68 completed, 13 closed, 10 cancelled, spread over the last 180 days. Types: 45 % refund only,
+The mix: 9 % open (three in four of the newest 12 %, the last three weeks; of 9: 3 pending review, 1 awaiting
+buyer, 2 awaiting return, 1 return in transit, 1 refund approved, 1 in arbitration), deadlines spread from 12 h
+ago (missed) to 2 days ahead; the rest finished (of 91: 68 completed, 13 closed, 10 cancelled), over 180 days,
+ids in time order. Types: 45 % refund only,
 40 % return and refund, 10 % exchange, 5 % cancellation. Twelve reasons with a long tail; buyers repeat.
 """
 
@@ -49,11 +50,15 @@ REASONS = [
 PRODUCTS = [("Cotton T-shirt", "apparel"), ("Denim jacket", "apparel"), ("Summer dress", "apparel"),
             ("USB-C cable", "3c_accessories"), ("Phone case", "3c_accessories"), ("Power bank", "3c_accessories"),
             ("Desk lamp", "home"), ("Storage shelf", "home"), ("Face serum", "beauty"), ("Yoga mat", "sports")]
-# (upper bound of g % 100, state, open)
-STATE_MIX = [(3, "pending_review"), (4, "awaiting_buyer"), (6, "awaiting_return"), (7, "return_in_transit"),
-             (8, "refund_approved"), (9, "in_arbitration"), (77, "completed"), (90, "closed"), (100, "cancelled")]
-OPEN_PER_100 = 9
-
+# Ids follow time, as in a live system: request g of n was made (n - g) / n of 180 days ago, so the open ones —
+# three in four of the newest 12 % (9 % of all, the last three weeks) — sit together at the end of the table,
+# which is where an SLA sweep or a batch review finds them. (Spreading them over every id would make each of
+# those writes touch a page of its own: a layout no real table has.)
+OPEN_NEWEST = 0.12
+OPEN_STATE_MIX = [(3, "pending_review"), (4, "awaiting_buyer"), (6, "awaiting_return"), (7, "return_in_transit"),
+                  (8, "refund_approved"), (9, "in_arbitration")]  # over g % 9
+FINAL_STATE_MIX = [(68, "completed"), (81, "closed"), (91, "cancelled")]  # over g % 91
+SPAN_DAYS = 180
 
 def _case(expr: str, mix: list[tuple[int, str]]) -> str:
     whens = " ".join(f"WHEN {expr} < {bound} THEN '{value}'" for bound, value in mix)
@@ -133,20 +138,22 @@ def load_requests(agency, stores, n: int, *, progress=print) -> float:
     keys = [k for k, _t in REASONS]
     texts = [t for _k, t in REASONS]
     s = len(stores)
-    # g → a store (spread, not in runs), a reason with a long tail (squared uniform), an age by openness.
-    open_ = f"(g % 100 < {OPEN_PER_100})"
-    created = (f"(CASE WHEN {open_} THEN now() - (((g * 7) % 14400) * interval '1 minute') "
-               f"ELSE now() - interval '10 days' - (((g * 13) % 244800) * interval '1 minute') END)")
+    # g → a store (spread, not in runs), a reason with a long tail (squared uniform), an age that grows as g falls.
+    newest = max(1, round(n * OPEN_NEWEST))
+    open_ = f"({n} - g < {newest} AND g % 4 <> 0)"
+    created = f"(now() - (({n} - g)::float8 / {n}) * interval '{SPAN_DAYS} days')"
     due = f"(CASE WHEN {open_} THEN now() + ((((g * 31) % 3600) - 720) * interval '1 minute') END)"
     reason = f"(1 + floor(power(((g * 2654435761) % 1000) / 1000.0, 2) * {len(REASONS)})::int)"
+    completed = f"(NOT {open_} AND g % 91 < {FINAL_STATE_MIX[0][0]})"
     overrides = {
         "public_id": "gen_random_uuid()",
         "store_id": (f"(%s::bigint[])[1 + (g * 7919) % {s}]", [store_ids]),
         "currency": (f"(%s::text[])[1 + (g * 7919) % {s}]", [currencies]),
         "type": _case("(g % 20)", [(9, "refund_only"), (17, "return_and_refund"), (19, "exchange"),
                                    (20, "cancellation")]),
-        "state": _case("(g % 100)", STATE_MIX),
-        "state_changed_at": f"{created} + interval '26 hours'",
+        "state": f"(CASE WHEN {open_} THEN {_case('(g % 9)', OPEN_STATE_MIX)} "
+                 f"ELSE {_case('(g % 91)', FINAL_STATE_MIX)} END)",
+        "state_changed_at": f"LEAST(now(), {created} + interval '26 hours')",
         "return_id": "'R' || lpad(g::text, 12, '0')",
         "order_id": "'O' || lpad(((g * 48271) % 2147483647)::text, 12, '0')",
         "buyer_user_id": f"'B' || lpad(((g * 16807) % {max(1, n // 3)})::text, 9, '0')",
@@ -155,7 +162,7 @@ def load_requests(agency, stores, n: int, *, progress=print) -> float:
         "reason_text": (f"(%s::text[])[{reason}]", [texts]),
         "refund_total": "(5 + (g % 200) + 0.90)::numeric(12,2)",
         "refund_subtotal": "(5 + (g % 200) + 0.90)::numeric(12,2)",
-        "refunded_amount": "(CASE WHEN g % 100 BETWEEN 9 AND 76 THEN (5 + (g % 200) + 0.90) ELSE 0 END)::numeric(12,2)",
+        "refunded_amount": f"(CASE WHEN {completed} THEN (5 + (g % 200) + 0.90) ELSE 0 END)::numeric(12,2)",
         "platform_status": "'RETURN_OR_REFUND_REQUEST_PENDING'",
         "platform_created_at": created,
         "created_at": created,
@@ -164,8 +171,8 @@ def load_requests(agency, stores, n: int, *, progress=print) -> float:
         "due_kind": f"(CASE WHEN {open_} THEN 'first_response' ELSE '' END)",
         "sla_check_at": f"(CASE WHEN {open_} AND {due} > now() THEN {due} END)",
         "breached_at": f"(CASE WHEN {open_} AND {due} <= now() THEN {due} END)",
-        "arbitration_status": "(CASE WHEN g % 100 = 8 THEN 'in_progress' WHEN g % 250 = 100 THEN 'seller_won' "
-                              "ELSE '' END)",
+        "arbitration_status": (f"(CASE WHEN {open_} AND g % 9 = 8 THEN 'in_progress' "
+                               f"WHEN NOT {open_} AND g % 250 = 100 THEN 'seller_won' ELSE '' END)"),
     }
     total, t0 = 0, time.perf_counter()
     for start in range(1, n + 1, CHUNK):
