@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from aftersales.models import AfterSalesRequest, LineItem, OperationLog
+from aftersales.models import AfterSalesRequest, LineItem, OperationLog, SlaBreach
 from aftersales.selectors import tickets_for_actor
 from aftersales.states import OPEN_STATES
 from bench import agency_data
@@ -55,6 +55,11 @@ def test_the_generator_loads_a_small_agency_the_app_can_read():
     assert not open_.filter(due_at__isnull=True).exists()
     assert open_.filter(breached_at__isnull=False).exists() and open_.filter(sla_check_at__isnull=False).exists()
     assert tickets.values("public_id").distinct().count() == 1000
+
+    breached = tickets.filter(breached_at__isnull=False)
+    assert breached.filter(state__in=[str(s) for s in OPEN_STATES]).exists() and breached.exclude(
+        state__in=[str(s) for s in OPEN_STATES]).exists()
+    assert SlaBreach.objects.filter(agency_id=agency.pk).count() == breached.count()
 
     shipments = ReturnShipment.objects.for_agency(agency)
     assert shipments.exists()
