@@ -903,23 +903,28 @@ def bulk(performer: Performer, action: str, ids: list, params: dict[str, Any]) -
     if len(ids) > BULK_LIMIT:
         raise AppError(errors.ERR_BULK_001, data={"limit": BULK_LIMIT})
     results = []
-    for ticket_id in dict.fromkeys(str(i) for i in ids):  # duplicates act once
-        try:
-            if action == "approve":
-                approve(performer, ticket_id, params.get("decision", ""),
-                        partial_refund=params.get("partial_refund"), currency=params.get("currency"),
-                        buyer_keep_item=bool(params.get("buyer_keep_item")))
-            elif action == "reject":
-                reject(performer, ticket_id, reason=params.get("reason", ""), comment=params.get("comment", ""))
-            elif action == "request_evidence":
-                request_evidence(performer, ticket_id, message=params.get("message", ""))
-            else:
-                close(performer, ticket_id, comment=params.get("comment", ""))
-            results.append({"id": ticket_id, "ok": True, "error": None})
-        except AppError as exc:
-            results.append({"id": ticket_id, "ok": False,
-                            "error": {"code": exc.code, "message": exc.detail or str(exc.error.message)}})
+    with sla.policies_cached():
+        for ticket_id in dict.fromkeys(str(i) for i in ids):  # duplicates act once
+            results.append(_bulk_one(performer, action, ticket_id, params))
     return results
+
+
+def _bulk_one(performer: Performer, action: str, ticket_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        if action == "approve":
+            approve(performer, ticket_id, params.get("decision", ""),
+                    partial_refund=params.get("partial_refund"), currency=params.get("currency"),
+                    buyer_keep_item=bool(params.get("buyer_keep_item")))
+        elif action == "reject":
+            reject(performer, ticket_id, reason=params.get("reason", ""), comment=params.get("comment", ""))
+        elif action == "request_evidence":
+            request_evidence(performer, ticket_id, message=params.get("message", ""))
+        else:
+            close(performer, ticket_id, comment=params.get("comment", ""))
+        return {"id": ticket_id, "ok": True, "error": None}
+    except AppError as exc:
+        return {"id": ticket_id, "ok": False,
+                "error": {"code": exc.code, "message": exc.detail or str(exc.error.message)}}
 
 
 # --- escalation by a person -------------------------------------------------------------------------

@@ -18,9 +18,11 @@ Design (DESIGN rule 8: far-future checks are indexed due columns swept by beat, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache as memo
@@ -76,7 +78,25 @@ def _capped_message() -> str:
 
 
 # --- deadlines ---------------------------------------------------------------------------------------------
+# Set by ``policies_cached`` for one batch of actions (services.bulk): each market's policy is read once.
+_batch_policies: ContextVar[dict[int, MarketPolicy | None] | None] = ContextVar("sla_batch_policies", default=None)
+
+
+@contextlib.contextmanager
+def policies_cached():
+    """Within the block, ``policy_for`` reads each market's policy once (a batch of 1,000 approvals spared
+    1,000 lookups of rows that do not change during it)."""
+    token = _batch_policies.set({}) if _batch_policies.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _batch_policies.reset(token)
+
+
 def policy_for(market_id: int, cache: dict[int, MarketPolicy | None] | None = None) -> MarketPolicy | None:
+    if cache is None:
+        cache = _batch_policies.get()
     if cache is not None and market_id in cache:
         return cache[market_id]
     # The calendar comes along: counting business hours then costs no query per request.
