@@ -468,7 +468,7 @@ def parse_return(store: Store, data: dict) -> tuple[dict, list[dict]]:
         raise AppError(errors.ERR_SYNC_002, fields={"payload": ["must be an object"]})
     try:
         return _parse_return(store, data)
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise AppError(errors.ERR_SYNC_002, fields={"payload": [f"malformed ({type(exc).__name__})"]}) from None
 
 

@@ -145,11 +145,13 @@ def test_a_malformed_object_fails_alone_with_its_code(tenants):
     payloads = [good[0], platform_return(return_type="TELEPORT"), "not an object", good[1],
                 platform_return(return_line_items=bad_items),
                 platform_return(refund_amount={"currency": "USD", "refund_total": "1e20"}),  # the column refuses it
-                platform_return(return_status=7), good[2]]
+                platform_return(return_status=7), good[2],
+                platform_return(return_line_items=[{"sku_id": "S", "product_name": "P", "quantity": float("inf")}])]
     results = services.intake_many(store, payloads)
 
     assert [r.error.code if r.error else "ok" for r in results] == [
-        "ok", "ERR_SYNC_002", "ERR_SYNC_002", "ok", "ERR_SYNC_002", "ERR_SYNC_002", "ERR_SYNC_002", "ok"]
+        "ok", "ERR_SYNC_002", "ERR_SYNC_002", "ok", "ERR_SYNC_002", "ERR_SYNC_002", "ERR_SYNC_002", "ok",
+        "ERR_SYNC_002"]
     assert results[1].error.fields == {"return_type": ["unknown 'TELEPORT'"]}
     assert all(r.ticket is None and not r.created for r in results if r.error)
     stored = AfterSalesRequest.objects.unscoped().filter(store=store)

@@ -1,14 +1,17 @@
+# Built concurrently: no lock on writes while a large requests table is indexed.
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    atomic = False
 
     dependencies = [
         ("aftersales", "0015_analytics_rollups"),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="aftersalesrequest",
             index=models.Index(
                 condition=models.Q(("due_at__isnull", True), ("state__in", [
