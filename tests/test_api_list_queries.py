@@ -13,6 +13,9 @@ from tests.api_matrix_routes import ROUTES, api_routes
 from tests.test_api_matrix import content, send
 
 MAX_QUERIES = 8
+# The queue pages in two index ranges (requests with a deadline, then those without; aftersales/api/pagination.py):
+# a page that runs past the first range costs one query more, whatever its size.
+SEGMENTED = {"aftersales-list": 1}
 
 
 def list_routes() -> list[str]:
@@ -42,6 +45,8 @@ def test_a_list_costs_the_same_queries_at_page_size_1_and_100(tenants, api, name
         counts.append(len(ctx.captured_queries))
         body = response.json() if not response.streaming else {}
         sizes.append(len(body.get("results", [])) if isinstance(body, dict) else len(body))
-    assert counts[0] == counts[1] <= MAX_QUERIES, (name, counts, [q["sql"][:120] for q in ctx.captured_queries])
+    assert counts[0] <= counts[1] <= counts[0] + SEGMENTED.get(name, 0), (
+        name, counts, [q["sql"][:120] for q in ctx.captured_queries])
+    assert counts[1] <= MAX_QUERIES, (name, counts)
     if sizes[1] > 1:  # a page of one really was one row, and a page of 100 held several
         assert sizes[0] == 1, (name, sizes)
