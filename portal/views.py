@@ -7,6 +7,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from portal.queue import CURSOR_PARAM, page_query, queue_page
@@ -119,15 +120,15 @@ def queue(request):
 
 
 # --- the request workspace (售后单工作台) --------------------------------------------------------------
-def not_found(request, back_url: str, back_label: str):
+def not_found(request, back_url: str, back_label: str, title: str = ""):
     """Unknown, another agency's or not visible: one page for every kind of object, nothing about it confirmed."""
-    return render(request, "portal/missing.html",
-                  {"error": errors.ERR_NOT_FOUND, "back_url": back_url, "back_label": back_label}, status=404)
+    return render(request, "portal/missing.html", {"error": errors.ERR_NOT_FOUND, "back_url": back_url,
+                                                   "back_label": back_label, "title": title}, status=404)
 
 
 def request_missing(request):
     """Unknown, another agency's or a store not granted: the same page, nothing about the request confirmed."""
-    return render(request, "portal/request_missing.html", {"error": errors.ERR_NOT_FOUND}, status=404)
+    return not_found(request, reverse("portal:queue"), _("Back to the after-sales queue"), _("Request not found"))
 
 
 def render_workspace(request, actor, ticket_id, *, failed: Failed | None = None, reply_post=None, status: int = 200):

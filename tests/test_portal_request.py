@@ -161,6 +161,8 @@ def test_foreign_ungranted_and_unknown_requests_are_the_same_404(as_user, tenant
         assert [r.action for r in log_rows(ticket)] == ["intake"]
     unknown = client.get("/requests/00000000-0000-4000-8000-000000000000/")
     assert unknown.status_code == 404 and "ERR_NOT_FOUND" in unknown.content.decode()
+    assert "<h1>Request not found</h1>" in unknown.content.decode()
+    assert 'href="/queue/">Back to the after-sales queue<' in unknown.content.decode()
     assert client.get("/requests/not-a-uuid/").status_code == 404
 
 
