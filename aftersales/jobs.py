@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60
 MAX_ATTEMPTS = 5
-BULK_PROGRESS_EVERY = 200  # ids per progress write (each is its own transaction inside services.bulk)
+BULK_PROGRESS_EVERY = 200  # ids per progress write (one services.bulk call each)
 IMPORT_PROGRESS_EVERY = 200
 EXPORT_PROGRESS_EVERY = 2000
 EXPORT_CHUNK_SIZE = 2000  # rows per fetch from the server-side cursor

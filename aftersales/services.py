@@ -4,23 +4,27 @@ Pattern (DESIGN rule 4): lock the request row, check permission and the transiti
 append the operation-log row, enqueue side effects after commit. A refused action is logged with its
 error code in a short transaction of its own, after the rollback. Seller actions, buyer events and
 platform events all take this path, so the demo and the platform sync behave the same.
+
+Batch review (``bulk``) applies one action to many requests with the same checks per request, written
+set-based in one transaction (``perform_many``): the only place where several actions share a transaction, for
+speed at 1,000 requests a call — each still has its own result and log row, and a refusal rolls back nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import psycopg
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from aftersales import events, oplog, sla
@@ -42,7 +46,9 @@ from stores import errors
 from stores.errors import AppError
 from stores.models import MarketPolicy, Store
 from stores.permissions import StorePerm
-from stores.services import require_store_perm
+from stores.services import missing_perm, require_store_perm, store_perms
+
+log = logging.getLogger(__name__)
 
 # Which permission each seller action needs (refunds move money, so they need the refund permission).
 ACTION_PERMS: dict[str, tuple[str, ...]] = {
@@ -126,7 +132,7 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
             ticket.save()
             oplog.record(ticket, performer=performer, action=log_name, before=before, after=ticket.state,
                          payload=payload)
-            if log_name in ("approve", "reject") and performer.kind not in (ActorKind.PLATFORM, ActorKind.BUYER):
+            if _decides_on_platform(log_name, performer):
                 _queue_for_platform(ticket, log_name, payload)
             events.publish(events.STATE_CHANGED, ticket_id=ticket.pk, action=action, before=before,
                            after=ticket.state, payload=payload)
@@ -138,17 +144,48 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
         raise
 
 
+@dataclass(frozen=True)
+class Step:
+    """A seller action made ready for any request: what ``perform`` needs besides the request.
+
+    Built once from the caller's input (refusing bad input before any request is touched), then applied to one
+    request (``run``) or to a whole batch (``perform_many``) through the same checks.
+    """
+
+    action: str
+    change: Callable[[AfterSalesRequest, str], Any] | None = None
+    perm_key: str | None = None
+    payload: dict | None = None
+    log_action: str | None = None
+    choose_target: Callable[[AfterSalesRequest], str] | None = None
+    # The columns ``change`` may set, besides the state and SLA columns every action sets (PERFORM_FIELDS): the
+    # batch path writes exactly these (tests/test_bulk_batch.py compares it with ``run`` column by column).
+    fields: tuple[str, ...] = ()
+
+    def run(self, performer: Performer, ticket_id) -> AfterSalesRequest:
+        return perform(performer, ticket_id, self.action, self.change, perm_key=self.perm_key, payload=self.payload,
+                       log_action=self.log_action, choose_target=self.choose_target)
+
+
 def _queue_for_platform(ticket: AfterSalesRequest, operation: str, payload: dict) -> None:
     """A decision on a store linked to TikTok Shop is written to the outbox with the decision (same transaction)
     and sent after commit (aftersales.tiktok.outbox)."""
-    try:
-        linked = ticket.store.tiktok_link is not None
-    except ObjectDoesNotExist:
-        linked = False
-    if linked:
+    if _linked(ticket):
         from aftersales.tiktok import outbox
 
         outbox.enqueue(ticket, operation, payload)
+
+
+def _linked(ticket: AfterSalesRequest) -> bool:
+    try:
+        return ticket.store.tiktok_link is not None
+    except ObjectDoesNotExist:
+        return False
+
+
+def _decides_on_platform(log_name: str, performer: Performer) -> bool:
+    """A seller's approve or reject is the platform's to apply too (not an echo of the buyer's or platform's)."""
+    return log_name in ("approve", "reject") and performer.kind not in (ActorKind.PLATFORM, ActorKind.BUYER)
 
 
 def _check_eligible(ticket: AfterSalesRequest, decision: str) -> None:
@@ -174,6 +211,12 @@ def parse_amount(raw, currency: str | None = None, *, expected_currency: str) ->
 
 def approve(performer: Performer, ticket_id, decision: str, *, partial_refund: str | None = None,
             currency: str | None = None, buyer_keep_item: bool = False) -> AfterSalesRequest:
+    return approve_step(decision, partial_refund=partial_refund, currency=currency,
+                        buyer_keep_item=buyer_keep_item).run(performer, ticket_id)
+
+
+def approve_step(decision: str, *, partial_refund: str | None = None, currency: str | None = None,
+                 buyer_keep_item: bool = False) -> Step:
     try:
         decision = Decision(decision)
     except ValueError:
@@ -197,8 +240,8 @@ def approve(performer: Performer, ticket_id, decision: str, *, partial_refund: s
             ticket.can_buyer_keep_item = True
         return None
 
-    return perform(performer, ticket_id, f"approve:{decision}", change, perm_key="approve",
-                   payload={"decision": decision.value}, log_action="approve")
+    return Step(f"approve:{decision}", change, perm_key="approve", payload={"decision": decision.value},
+                log_action="approve", fields=("partial_refund_offer", "can_buyer_keep_item"))
 
 
 def _reject_decision(ticket: AfterSalesRequest) -> str:
@@ -221,6 +264,11 @@ def reject_reasons(ticket: AfterSalesRequest) -> list[dict[str, str]]:
 
 def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
            images: list[str] | None = None, decision: str | None = None) -> AfterSalesRequest:
+    return reject_step(reason=reason, comment=comment, images=images, decision=decision).run(performer, ticket_id)
+
+
+def reject_step(*, reason: str, comment: str = "", images: list[str] | None = None,
+                decision: str | None = None) -> Step:
     images = list(images or [])
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
@@ -253,8 +301,8 @@ def reject(performer: Performer, ticket_id, *, reason: str, comment: str = "",
                 raise AppError(errors.ERR_VALIDATION, fields={"images": [f"unknown evidence {m}" for m in missing]})
         return {"decision": chosen["decision"]}
 
-    return perform(performer, ticket_id, "reject", change, perm_key="reject", payload=payload,
-                   choose_target=pick)
+    # ``chosen`` is shared by pick and change of one request: a batch runs both for a request before the next.
+    return Step("reject", change, perm_key="reject", payload=payload, choose_target=pick)
 
 
 def _is_uuid(value) -> bool:
@@ -266,8 +314,11 @@ def _is_uuid(value) -> bool:
 
 
 def request_evidence(performer: Performer, ticket_id, *, message: str = "") -> AfterSalesRequest:
-    return perform(performer, ticket_id, "request_evidence", None, perm_key="request_evidence",
-                   payload={"message": (message or "")[:MAX_COMMENT]})
+    return request_evidence_step(message=message).run(performer, ticket_id)
+
+
+def request_evidence_step(*, message: str = "") -> Step:
+    return Step("request_evidence", perm_key="request_evidence", payload={"message": (message or "")[:MAX_COMMENT]})
 
 
 def refund(performer: Performer, ticket_id, *, amount: str | None = None,
@@ -297,8 +348,11 @@ def ship_replacement(performer: Performer, ticket_id, *, carrier: str, tracking_
 
 
 def close(performer: Performer, ticket_id, *, comment: str = "") -> AfterSalesRequest:
-    return perform(performer, ticket_id, "close", None, perm_key="close",
-                   payload={"comment": (comment or "")[:MAX_COMMENT]})
+    return close_step(comment=comment).run(performer, ticket_id)
+
+
+def close_step(*, comment: str = "") -> Step:
+    return Step("close", perm_key="close", payload={"comment": (comment or "")[:MAX_COMMENT]})
 
 
 def record_arbitration(performer: Performer, ticket_id, status: str) -> AfterSalesRequest:
@@ -671,7 +725,7 @@ def _create_many(store: Store, news: list[_Parsed], performer: Performer, policy
         with transaction.atomic():
             created, lost = _insert_new(store, news, performer, policy)
         return created, lost, {}
-    except (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError):  # stores.bulk raises psycopg's own
+    except (DataError, IntegrityError):
         if len(news) == 1:
             return {}, {}, {news[0].return_id: AppError(errors.ERR_SYNC_002, detail="the request could not be stored")}
     created, lost, refused = {}, {}, {}
@@ -893,38 +947,138 @@ def log_logistics(ticket_id, *, performer: Performer, action: str, payload: dict
 
 # --- batch review (批量审核) -------------------------------------------------------------------------
 BULK_LIMIT = 1000
-BULK_ACTIONS = {"approve", "reject", "request_evidence", "close"}
+
+
+BULK_STEPS: dict[str, Callable[[dict[str, Any]], Step]] = {
+    "approve": lambda p: approve_step(p.get("decision", ""), partial_refund=p.get("partial_refund"),
+                                      currency=p.get("currency"), buyer_keep_item=bool(p.get("buyer_keep_item"))),
+    "reject": lambda p: reject_step(reason=p.get("reason", ""), comment=p.get("comment", "")),
+    "request_evidence": lambda p: request_evidence_step(message=p.get("message", "")),
+    "close": lambda p: close_step(comment=p.get("comment", "")),
+}
+BULK_ACTIONS = set(BULK_STEPS)
 
 
 def bulk(performer: Performer, action: str, ids: list, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Act on many requests across stores. Each item stands alone: its own transaction, result and code."""
+    """Act on many requests across stores. Each item has its own result and code; a refused one never holds
+    back the others (``perform_many``)."""
     if action not in BULK_ACTIONS:
         raise AppError(errors.ERR_BULK_002)
     if len(ids) > BULK_LIMIT:
         raise AppError(errors.ERR_BULK_001, data={"limit": BULK_LIMIT})
-    results = []
-    with sla.policies_cached():
-        for ticket_id in dict.fromkeys(str(i) for i in ids):  # duplicates act once
-            results.append(_bulk_one(performer, action, ticket_id, params))
-    return results
-
-
-def _bulk_one(performer: Performer, action: str, ticket_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    unique = list(dict.fromkeys(str(i) for i in ids))  # duplicates act once
     try:
-        if action == "approve":
-            approve(performer, ticket_id, params.get("decision", ""),
-                    partial_refund=params.get("partial_refund"), currency=params.get("currency"),
-                    buyer_keep_item=bool(params.get("buyer_keep_item")))
-        elif action == "reject":
-            reject(performer, ticket_id, reason=params.get("reason", ""), comment=params.get("comment", ""))
-        elif action == "request_evidence":
-            request_evidence(performer, ticket_id, message=params.get("message", ""))
-        else:
-            close(performer, ticket_id, comment=params.get("comment", ""))
-        return {"id": ticket_id, "ok": True, "error": None}
-    except AppError as exc:
-        return {"id": ticket_id, "ok": False,
-                "error": {"code": exc.code, "message": exc.detail or str(exc.error.message)}}
+        outcome = perform_many(performer, unique, BULK_STEPS[action](params))
+    except AppError as exc:  # the input itself is refused (an unknown decision, a comment too long): every item
+        outcome = dict.fromkeys(unique, exc)
+    return [{"id": i, "ok": outcome[i] is None, "error": None if outcome[i] is None else {
+        "code": outcome[i].code, "message": outcome[i].detail or str(outcome[i].error.message)}} for i in unique]
+
+
+# Columns every action may set (state; first human response and the SLA watch, sla.note_action) — with
+# ``Step.fields``, what a batch writes.
+PERFORM_FIELDS = ("state", "state_changed_at", "first_human_response_at", "due_at", "due_kind", "sla_check_at",
+                  "updated_at")
+# Read by no seller action or deadline: a batch leaves them unread (the payloads are the bulk of a row).
+_BATCH_DEFERRED = ("raw", "platform_records", "seller_next_actions")
+
+
+def perform_many(performer: Performer, ids: list[str], step: Step) -> dict[str, AppError | None]:
+    """``perform`` for many requests (public ids) at once: each its own checks, result, log row, outbox row and
+    event, exactly as ``step.run`` would give it — written set-based, in one transaction.
+
+    The requests are locked in id order in one statement (batches and single actions never deadlock) and
+    decided in memory; then one UPDATE of the changed columns, one INSERT of the log rows (refusals with their
+    code, as ``perform`` logs them) and one of the outbox rows, whatever the size. A refusal is a result, not a
+    rollback. Should the database refuse the batch as a whole, it is rolled back and redone one request per
+    transaction (``step.run``), so one bad row costs only its own change. Returns the error of each id (None:
+    done); an id spelled twice (other case, no dashes) acts once.
+    """
+    try:
+        with sla.policies_cached(), transaction.atomic():
+            return _perform_batch(performer, ids, step)
+    except DatabaseError:
+        log.warning("batch %s of %d requests refused as a whole; redone one by one", step.action, len(ids),
+                    exc_info=True)
+    outcome: dict[str, AppError | None] = {}
+    with sla.policies_cached():
+        for ticket_id in ids:
+            try:
+                step.run(performer, ticket_id)
+                outcome[ticket_id] = None
+            except AppError as exc:
+                outcome[ticket_id] = exc
+            except DatabaseError:  # this request's own fault: it alone fails, coded; the others go on
+                log.exception("batch %s: request %s refused by the database", step.action, ticket_id)
+                outcome[ticket_id] = AppError(errors.ERR_INTERNAL)
+    return outcome
+
+
+def _perform_batch(performer: Performer, ids: list[str], step: Step) -> dict[str, AppError | None]:
+    outcome: dict[str, AppError | None] = {}
+    wanted: dict[str, uuid.UUID] = {}
+    for ticket_id in ids:
+        try:
+            wanted[ticket_id] = uuid.UUID(str(ticket_id))
+        except ValueError:
+            outcome[ticket_id] = AppError(errors.ERR_NOT_FOUND)
+    qs = AfterSalesRequest.objects
+    qs = qs.for_actor(performer.actor) if performer.actor is not None else qs.unscoped()
+    locked = {t.public_id: t for t in qs.select_for_update(of=("self",)).select_related(
+        "store__market", "store__tiktok_link").defer(*_BATCH_DEFERRED).filter(
+        public_id__in=set(wanted.values())).order_by("pk")}
+    granted = None
+    if performer.actor is not None and step.perm_key is not None:
+        granted = store_perms(performer.actor, {t.store_id for t in locked.values()})
+    missed = sla.breached_kinds_of([t for t in locked.values() if t.breached_at is not None])
+    log_name = step.log_action or step.action
+    seen: dict[int, AppError | None] = {}
+    done: list[tuple[AfterSalesRequest, str, dict]] = []
+    log_rows: list[tuple[AfterSalesRequest, dict]] = []
+    for ticket_id, public_id in wanted.items():
+        ticket = locked.get(public_id)
+        if ticket is None:  # missing, another tenant's or a store the actor may not see: alike, and not logged
+            outcome[ticket_id] = AppError(errors.ERR_NOT_FOUND)
+            continue
+        if ticket.pk in seen:
+            outcome[ticket_id] = seen[ticket.pk]
+            continue
+        payload, before = dict(step.payload or {}), ticket.state
+        try:
+            if granted is not None:
+                for perm in ACTION_PERMS[step.perm_key]:
+                    if perm not in granted.get(ticket.store_id, ()):
+                        raise missing_perm(perm)
+            target = step.choose_target(ticket) if step.choose_target else _target(step.action, ticket)
+            extra = step.change(ticket, target) if step.change else None
+            if extra:
+                payload.update(extra)
+            if target != before:
+                ticket.state = target
+                ticket.state_changed_at = timezone.now()
+            sla.note_action(ticket, performer, before, missed=missed.get(ticket.pk, set()))
+        except AppError as exc:  # nothing of this request is written; its refusal is logged as perform logs it
+            seen[ticket.pk] = outcome[ticket_id] = exc
+            log_rows.append((ticket, {"performer": performer, "action": log_name, "before": before, "after": before,
+                                      "error_code": exc.code, "message": exc.detail or str(exc.error.message),
+                                      "payload": payload}))
+            continue
+        seen[ticket.pk] = outcome[ticket_id] = None
+        done.append((ticket, before, payload))
+        log_rows.append((ticket, {"performer": performer, "action": log_name, "before": before,
+                                  "after": ticket.state, "payload": payload}))
+    bulk_sql.update_rows(AfterSalesRequest, [t for t, _before, _payload in done], (*PERFORM_FIELDS, *step.fields))
+    oplog.record_many(log_rows)
+    if _decides_on_platform(log_name, performer):
+        linked = [(t, payload) for t, _before, payload in done if _linked(t)]
+        if linked:
+            from aftersales.tiktok import outbox
+
+            outbox.enqueue_many(linked, log_name)
+    for ticket, before, payload in done:
+        events.publish(events.STATE_CHANGED, ticket_id=ticket.pk, action=step.action, before=before,
+                       after=ticket.state, payload=payload)
+    return outcome
 
 
 # --- escalation by a person -------------------------------------------------------------------------

@@ -180,14 +180,16 @@ def start(ticket: AfterSalesRequest) -> None:
     ticket.save(update_fields=["due_at", "due_kind", "sla_check_at"])
 
 
-def note_action(ticket: AfterSalesRequest, performer: oplog.Performer, state_before: str) -> None:
+def note_action(ticket: AfterSalesRequest, performer: oplog.Performer, state_before: str, *,
+                missed: set[str] | None = None) -> None:
     """Inside ``perform``, before it saves: a person's first successful action is the first human response
-    (首次人工处理); that or a state change re-decides which deadlines still apply."""
+    (首次人工处理); that or a state change re-decides which deadlines still apply. ``missed``: the kinds already
+    breached, when the caller read them for a whole batch (``breached_kinds_of``)."""
     person = performer.is_person and ticket.first_human_response_at is None
     if person:
         ticket.first_human_response_at = timezone.now()
     if person or ticket.state != state_before:
-        set_deadlines(ticket)
+        set_deadlines(ticket, missed=missed)
 
 
 # --- the sweep -----------------------------------------------------------------------------------------------
@@ -316,7 +318,7 @@ def apply(tickets: list[AfterSalesRequest], now: dt.datetime, cache: Cache) -> N
     """
     if not tickets:
         return
-    already = _breached_kinds_of([t for t in tickets if t.breached_at is not None])
+    already = breached_kinds_of([t for t in tickets if t.breached_at is not None])
     markets = cache.market_of({t.store_id for t in tickets})
     plans = [plan(t, now, policy_for(markets[t.store_id].id, cache.policies), markets[t.store_id],
                   already.get(t.pk, set())) for t in tickets]
@@ -340,7 +342,7 @@ def apply(tickets: list[AfterSalesRequest], now: dt.datetime, cache: Cache) -> N
         notify_alerts.delay_on_commit(raised)
 
 
-def _breached_kinds_of(tickets: list[AfterSalesRequest]) -> dict[int, set[str]]:
+def breached_kinds_of(tickets: list[AfterSalesRequest]) -> dict[int, set[str]]:
     if not tickets:  # nothing missed yet in this batch: spare the query
         return {}
     found: dict[int, set[str]] = {}
@@ -351,7 +353,7 @@ def _breached_kinds_of(tickets: list[AfterSalesRequest]) -> dict[int, set[str]]:
 
 
 def _breached_kinds(ticket: AfterSalesRequest) -> set[str]:
-    return _breached_kinds_of([ticket] if ticket.breached_at is not None else []).get(ticket.pk, set())
+    return breached_kinds_of([ticket] if ticket.breached_at is not None else []).get(ticket.pk, set())
 
 
 def _record_breaches(missed: list[tuple[Plan, str, dt.datetime]], now: dt.datetime,

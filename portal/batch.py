@@ -7,7 +7,7 @@ Two steps, both on ``portal:batch``:
   (the approval decision, a reject reason from the selected requests' own reason lists, a message to the buyer,
   a comment), and marks the requests whose store the person may not handle (they will fail with that code);
 * ``POST`` — once per form key (``portal.request.run_once``): up to ``SYNC_MAX`` ids run right away through
-  ``aftersales.services.bulk`` (each id its own transaction and result) and the per-item result list follows
+  ``aftersales.services.bulk`` (each id its own result) and the per-item result list follows
   (POST/redirect/GET, the results kept in the session under the form's key); more go to
   ``aftersales.jobs.start_bulk`` and the job's page shows the progress bar.
 

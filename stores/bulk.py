@@ -46,12 +46,35 @@ def insert_rows(model: type[models.Model], rows: Sequence[models.Model | Mapping
     return execute(sql, [_column(f, rows) for f in fields], fetch=bool(returning))
 
 
+def update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Write the named fields of saved instances, each row its own values, in one ``UPDATE … FROM unnest``.
+
+    What ``save(update_fields=…)`` writes row by row (``auto_now`` fields named here are set to now, on the
+    instances too), as one statement: the SQL text depends only on the model and the field names."""
+    if not rows:
+        return
+    targets = [model._meta.get_field(name) for name in fields]
+    if any(isinstance(f, ArrayField) for f in targets):
+        raise TypeError(f"{model.__name__}: array columns cannot be updated through unnest")
+    pk = model._meta.pk
+    quote = connection.ops.quote_name
+    names = [quote(f.column) for f in (pk, *targets)]
+    casts = ", ".join(f"%b::{f.db_type(connection) if f is not pk else pk.rel_db_type(connection)}[]"
+                      for f in (pk, *targets))
+    sets = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    # Names and types come from the model; every value is a bound parameter.
+    sql = (f"UPDATE {quote(model._meta.db_table)} AS t SET {sets} FROM unnest({casts}) "  # noqa: S608
+           f"AS v({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]}")
+    execute(sql, [[row.pk for row in rows], *(_column(f, rows) for f in targets)])
+
+
 def execute(sql: str, params: Sequence, *, fetch: bool = False) -> list[tuple]:
     """Run one statement with server-side binding on Django's connection and transaction (use ``%b``
-    placeholders: binary parameters, no quoting of each array element)."""
+    placeholders: binary parameters, no quoting of each array element). Errors come as Django's (IntegrityError,
+    DataError, …), as from the ORM."""
     connection.ensure_connection()
     start = time.monotonic()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
         result = cursor.fetchall() if fetch else []
     if connection.queries_logged:

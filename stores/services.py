@@ -60,7 +60,12 @@ def require_store_perm(actor: Actor, store: Store, perm: str) -> None:
     another tenant never reaches here as a 403.
     """
     if not has_store_perm(actor, store, perm):
-        raise AppError(errors.CATALOGUE[PERM_ERROR_CODES[StorePerm(perm)]])
+        raise missing_perm(perm)
+
+
+def missing_perm(perm: str) -> AppError:
+    """The coded 403 for a store permission the actor lacks (its code names the role setting)."""
+    return AppError(errors.CATALOGUE[PERM_ERROR_CODES[StorePerm(perm)]])
 
 
 def store_perms(actor: Actor, store_ids: Iterable[int]) -> dict[int, set[str]]:

@@ -1,4 +1,4 @@
-"""stores.bulk.insert_rows writes exactly the rows the ORM would, in one statement."""
+"""stores.bulk: insert_rows and update_rows write exactly the rows the ORM would, in one statement."""
 
 from __future__ import annotations
 
@@ -46,3 +46,31 @@ def test_array_columns_are_refused(tenants):
     a, _b = tenants
     with pytest.raises(TypeError, match="array"):
         insert_rows(AfterSalesRequest, [AfterSalesRequest(agency_id=a.agency.pk, store=a.stores[0])])
+
+
+def test_update_rows_writes_what_save_would(tenants, django_assert_num_queries):
+    """Each row its own values, of the named columns only (JSON, money, NULL, choices); auto_now set to now."""
+    from aftersales import services
+    from aftersales.states import State
+    from stores.bulk import update_rows
+
+    a, _b = tenants
+    first, second = (services.intake(a.stores[0], platform_return())[0] for _ in range(2))
+    stamp = first.updated_at
+    first.state, first.partial_refund_offer, first.platform_eligibility = State.REFUND_APPROVED, Decimal("3.5"), {
+        "APPROVE_REFUND": {"eligible": False, "reason": "已发货"}}
+    second.state, second.partial_refund_offer, second.due_at = State.CLOSED, None, None
+    second.buyer_name = "not written: not named"
+    with django_assert_num_queries(1):
+        update_rows(AfterSalesRequest, [first, second],
+                    ("state", "partial_refund_offer", "platform_eligibility", "due_at", "updated_at"))
+    first_db, second_db = (AfterSalesRequest.objects.unscoped().get(pk=t.pk) for t in (first, second))
+    assert (first_db.state, first_db.partial_refund_offer) == ("refund_approved", Decimal("3.50"))
+    assert first_db.platform_eligibility == {"APPROVE_REFUND": {"eligible": False, "reason": "已发货"}}
+    assert (second_db.state, second_db.partial_refund_offer, second_db.due_at) == ("closed", None, None)
+    assert second_db.buyer_name == "Alex Buyer"
+    assert first_db.updated_at > stamp and first_db.updated_at == first.updated_at
+    with django_assert_num_queries(0):
+        update_rows(AfterSalesRequest, [], ("state",))
+    with pytest.raises(TypeError, match="array"):
+        update_rows(AfterSalesRequest, [first], ("tags",))

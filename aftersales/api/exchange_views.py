@@ -106,7 +106,7 @@ class BulkJobView(TenantAPIView):
     @extend_schema(
         tags=[TAG], summary="Batch review as a background job",
         description=("The body of `POST /api/v1/aftersales/bulk/`, for any number of ids up to BULK_JOB_MAX_IDS "
-                     "(10,000 by default): always 202 with a job. Each id is its own transaction through the same "
+                     "(10,000 by default): always 202 with a job. Each id has its own result through the same "
                      "service; the job's report holds one result per id (`{id, ok, error}`)."
                      + errors_doc(*BULK_JOB_CODES)),
         request=xs.BulkJobInputSerializer,

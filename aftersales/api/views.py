@@ -285,12 +285,14 @@ BULK_CODES = (*WRITE_AUTH, "ERR_VALIDATION", "ERR_BULK_001", "ERR_BULK_002", *ID
 class BulkView(TenantAPIView):
     @extend_schema(
         tags=[TAG], summary="Batch review (批量审核)",
-        description=("Approve, reject, request evidence or close many requests, across stores. Each id is its own "
-                     "transaction with its own result: partial failures never roll back the others. A request the "
-                     "caller may not see fails with ERR_NOT_FOUND like a missing one."
+        description=("Approve, reject, request evidence or close many requests, across stores. Each id has its "
+                     "own result, exactly as the single action would give it: partial failures never roll back the "
+                     "others, and an id the database refuses fails alone (ERR_INTERNAL). Ids listed twice act once. "
+                     "A request the caller may not see fails with ERR_NOT_FOUND like a missing one."
                      + IDEMPOTENCY_DOC + errors_doc(*BULK_CODES)
                      + "\n\nPer-item errors: any code of the single action (ERR_NOT_FOUND, ERR_PERM_001, "
-                       "ERR_STATE_001, ERR_STATE_002, ERR_REVIEW_001, ERR_REFUND_00x, ERR_VALIDATION)."),
+                       "ERR_STATE_001, ERR_STATE_002, ERR_REVIEW_001, ERR_REFUND_00x, ERR_TTS_009, ERR_VALIDATION, "
+                       "ERR_INTERNAL)."),
         request=s.BulkInputSerializer,
         responses={200: s.BulkResultSerializer, **error_responses(*BULK_CODES)},
         examples=[OpenApiExample("Approve three", request_only=True, value={

@@ -26,6 +26,7 @@ from aftersales.states import Decision, RequestType
 from aftersales.tiktok import session
 from aftersales.tiktok.models import PlatformDecision, StoreLink
 from stores import errors
+from stores.bulk import insert_rows
 from stores.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,18 @@ def enqueue(ticket: AfterSalesRequest, operation: str, payload: dict) -> Platfor
                                           decision=decision, body=body, idempotency_key=str(uuid.uuid4()))
     _send_after_commit([row.pk])
     return row
+
+
+def enqueue_many(items: list[tuple[AfterSalesRequest, dict]], operation: str) -> int:
+    """``enqueue`` for a batch of decisions (services.perform_many): one INSERT, each row its own key and send."""
+    rows = []
+    for ticket, payload in items:
+        op, decision, body = body_for(ticket, operation, payload)
+        rows.append(PlatformDecision(agency_id=ticket.agency_id, ticket=ticket, operation=op, decision=decision,
+                                     body=body, idempotency_key=str(uuid.uuid4())))
+    ids = [pk for (pk,) in insert_rows(PlatformDecision, rows, returning=("id",))]
+    _send_after_commit(ids)
+    return len(ids)
 
 
 def _send_after_commit(ids: list[int]) -> None:
