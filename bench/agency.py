@@ -126,10 +126,12 @@ def bench_queue(data: dict, results: Results) -> None:
     base = f"{QUEUE}?status={','.join(open_states)}&page_size={PAGE}"
     granted = list(granted_store_ids(actor).values_list("pk", flat=True))
     visible_open = AfterSalesRequest.objects.for_actor(actor).filter(state__in=open_states).count()
-    depth = min(100_000, visible_open - 2 * PAGE)
+    dated = AfterSalesRequest.objects.for_actor(actor).filter(state__in=open_states, due_at__isnull=False)
+    # Among the requests with a deadline (all open ones on fresh data; a --reuse run finds fewer: the last
+    # run's sweep and approvals took theirs away).
+    depth = min(100_000, dated.count() - 2 * PAGE)
     # The position after which the page at that depth starts (found once, not timed).
-    due_at, pk = (AfterSalesRequest.objects.for_actor(actor).filter(state__in=open_states, due_at__isnull=False)
-                  .order_by("due_at", "pk").values_list("due_at", "pk")[depth - 1])
+    due_at, pk = dated.order_by("due_at", "pk").values_list("due_at", "pk")[depth - 1]
     deep_url = f"{base}&cursor={cursor_at(due_at, pk)}"
     results.note(f"· queue: sub-account sees {len(granted)} stores, {visible_open:,} open requests; "
                  f"page at depth {depth:,}")
