@@ -111,3 +111,30 @@ def test_token_belongs_to_its_agency(tenants):
     assert ApiToken.objects.for_actor(a.actor(a.owner)).filter(agency=b.agency).count() == 0
     assert Membership.objects.for_actor(a.actor(a.agent)).count() == 4
     assert Role.objects.for_actor(b.actor(b.agent)).count() == 4
+
+
+def test_stores_first_is_the_same_gate_with_one_array_parameter(tenants):
+    """``for_actor(stores_first=True)`` (the queue, the export) reads the granted ids first and passes them as one
+    array: the same rows as the subquery form for every kind of actor, a grantless one included."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from aftersales import services as aftersales_services
+    from aftersales.models import AfterSalesRequest
+    from tests.conftest import platform_return
+
+    a, b = tenants
+    for tenant in (a, b):
+        for store in tenant.stores:
+            aftersales_services.intake(store, platform_return())
+    for user in (a.owner, a.agent, a.viewer, a.outsider, b.agent):
+        actor = a.actor(user)
+        expected = set(AfterSalesRequest.objects.for_actor(actor).values_list("pk", flat=True))
+        with CaptureQueriesContext(connection) as ctx:
+            got = set(AfterSalesRequest.objects.for_actor(actor, stores_first=True).values_list("pk", flat=True))
+        assert got == expected, user
+        if not actor.is_owner:
+            assert "= ANY(" in ctx.captured_queries[-1]["sql"] and " IN (" not in ctx.captured_queries[-1]["sql"]
+    assert len(set(AfterSalesRequest.objects.for_actor(a.actor(a.agent), stores_first=True)
+                   .values_list("store_id", flat=True))) == 2
+    assert not AfterSalesRequest.objects.for_actor(a.actor(a.outsider), stores_first=True).exists()
