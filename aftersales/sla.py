@@ -328,11 +328,12 @@ def apply(tickets: list[AfterSalesRequest], now: dt.datetime, cache: Cache) -> N
     log_rows: list[tuple[AfterSalesRequest, dict]] = []
     if missed:
         _record_breaches(missed, now, alerts, log_rows)
+    warning_text = str(WARNING_MESSAGE)
     for p in plans:
         if p.warning is not None:
             kind, minutes = p.warning
             alerts.append((p.ticket, "breach_soon", f"{kind}:{minutes}", "",
-                           WARNING_MESSAGE % {"kind": _label(kind), "minutes": minutes}))
+                           warning_text % {"kind": _label(kind), "minutes": minutes}))
     oplog.record_many(log_rows)
     raised = _insert_alerts(alerts, now)
     _save_schedule([p.ticket for p in plans])
@@ -377,6 +378,7 @@ def _record_breaches(missed: list[tuple[Plan, str, dt.datetime]], now: dt.dateti
                                        if kind in COMPENSATING_KINDS], spent, now)
     insert_rows(Compensation, [c for c in compensations.values() if c is not None])
     entries, scores = [], {}
+    breach_text = str(BREACH_MESSAGE)  # translated once per batch, not once per breach (a lazy string's % is)
     for (p, kind, due), row in zip(missed, breaches, strict=True):
         ticket, policy = p.ticket, p.policy
         penalty = policy.score_penalty if policy else Decimal("0.50")
@@ -385,7 +387,7 @@ def _record_breaches(missed: list[tuple[Plan, str, dt.datetime]], now: dt.dateti
         scores[ticket.store_id] = score
         entries.append({"agency_id": ticket.agency_id, "store_id": ticket.store_id, "breach_id": row["id"],
                         "delta": -penalty, "score_after": score, "created_at": now})
-        message = BREACH_MESSAGE % {"kind": _label(kind)}
+        message = breach_text % {"kind": _label(kind)}
         weight = traffic(score, policy)
         compensation = compensations.get(row["id"])
         log_rows.append((ticket, {

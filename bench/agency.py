@@ -492,9 +492,12 @@ def main() -> int:
                     "breaches; indexes rebuilt)", "≤ 30 min at 5 M", f"{minutes:.1f} min", f"{30 / minutes:.1f}× under",
                     minutes <= 30 or data["requests"] < 5_000_000)
     steps = [s for s in args.only.split(",") if s]
+    speeds = []
     for step in STEPS:
         if step not in steps:
             continue
+        speeds.append(harness.reference_ms())
+        results.note(f"· host speed before {step}: reference loop {speeds[-1]:.0f} ms")
         try:
             if step == "http":
                 bench_http(data, results, args.http_seconds, args.clients)
@@ -505,6 +508,9 @@ def main() -> int:
 
             traceback.print_exc()
             results.add(f"{step}: the step failed", "—", f"{type(exc).__name__}: {exc}"[:200], "—", False)
+    if speeds:
+        results.note(f"· host speed over the run: reference loop {min(speeds):.0f}–{max(speeds):.0f} ms "
+                     f"(the slowest step ran on a host {max(speeds) / min(speeds):.2f}× slower than the fastest)")
     table = harness.table(results.rows)
     print("\n" + table)
     if args.write:

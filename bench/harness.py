@@ -125,3 +125,18 @@ def table(rows: list[tuple[str, str, str, str, bool]]) -> str:
     out = ["| figure | goal | measured | ratio | pass |", "|---|---|---|---|---|"]
     out += [f"| {f} | {g} | {m} | {r} | {'✅' if ok else '❌'} |" for f, g, m, r, ok in rows]
     return "\n".join(out)
+
+
+def reference_ms(loops: int = 2_000_000) -> float:
+    """The host's speed right now: a fixed pure-Python loop, median of three, in ms (lower is faster).
+
+    A shared virtual machine's speed drifts (this one ran the same loop in 1.75 s and 3.04 s a minute apart), so
+    each step's figures are printed beside it: a slow figure with a slow reference is the host, not the code."""
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        total = 0
+        for i in range(loops):
+            total += i
+        times.append((time.perf_counter() - t) * 1000)
+    return sorted(times)[1]
