@@ -138,3 +138,7 @@ def test_stores_first_is_the_same_gate_with_one_array_parameter(tenants):
     assert len(set(AfterSalesRequest.objects.for_actor(a.actor(a.agent), stores_first=True)
                    .values_list("store_id", flat=True))) == 2
     assert not AfterSalesRequest.objects.for_actor(a.actor(a.outsider), stores_first=True).exists()
+    # The store table itself (its own primary key is the column compared).
+    agent = a.actor(a.agent)
+    assert (set(Store.objects.for_actor(agent, stores_first=True)) == set(Store.objects.for_actor(agent))
+            == set(a.stores[:2]))
