@@ -671,8 +671,11 @@ def test_the_demo_runs_from_the_command_line():
         demo_client.shop_cipher = shops[1]["cipher"]
         assert demo_client.call("POST", RETURNS, query={"page_size": 50}, body={})["total_count"] == 6
     finally:
-        demo.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a suite started in the background by a shell without job control ignores SIGINT,
+        # and so would the demo it starts (this test then waited in vain).
+        demo.send_signal(signal.SIGTERM)
         assert demo.wait(60) == 0  # generous: a machine running two suites side by side is slow to exit
+        assert demo.stdout.read().strip() == "stopped"
 
 
 def test_images_are_uploaded_as_multipart_unsigned_over_the_body_and_only_their_uris_may_be_sent(emu):

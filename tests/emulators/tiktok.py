@@ -63,6 +63,7 @@ import json
 import random
 import re
 import secrets
+import signal
 import struct
 import threading
 import time
@@ -1202,6 +1203,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  shop        {shop['id']}  {shop['region']}  {shop['seller_type']:<12}  cipher {shop['cipher']}")
     print(f"  data        {len(emulator.returns)} returns, {len(emulator.cancellations)} cancellations")
     print("Ctrl-C stops it.", flush=True)
+    # SIGTERM (a process manager, the test) stops it as cleanly as Ctrl-C: a shell without job control starts
+    # background commands with SIGINT ignored, and the child inherits that.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
