@@ -121,14 +121,7 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
                 for perm in ACTION_PERMS[perm_key]:
                     require_store_perm(performer.actor, ticket.store, perm)
             before = ticket.state
-            target = choose_target(ticket) if choose_target else _target(action, ticket)
-            extra = change(ticket, target) if change else None
-            if extra:
-                payload.update(extra)
-            if target != before:
-                ticket.state = target
-                ticket.state_changed_at = timezone.now()
-            sla.note_action(ticket, performer, before)  # first human response; deadlines that still apply
+            _decide(performer, ticket, action, change, choose_target, payload)
             ticket.save()
             oplog.record(ticket, performer=performer, action=log_name, before=before, after=ticket.state,
                          payload=payload)
@@ -142,6 +135,24 @@ def perform(performer: Performer, ticket_id, action: str, change: Callable[[Afte
             oplog.record_failure(locked_pk, performer=performer, action=log_name, error_code=exc.code,
                                  message=exc.detail or str(exc.error.message), payload=payload)
         raise
+
+
+def _decide(performer: Performer, ticket: AfterSalesRequest, action: str,
+            change: Callable[[AfterSalesRequest, str], Any] | None,
+            choose_target: Callable[[AfterSalesRequest], str] | None, payload: dict, *,
+            missed: set[str] | None = None) -> None:
+    """The action on a locked request, in memory (``perform`` and ``perform_many`` alike): the transition, the
+    action's own change (its extra log payload merged into ``payload``), the first human response and the
+    deadlines that still apply. Raises the AppError of a refusal; the caller writes or rolls back."""
+    before = ticket.state
+    target = choose_target(ticket) if choose_target else _target(action, ticket)
+    extra = change(ticket, target) if change else None
+    if extra:
+        payload.update(extra)
+    if target != before:
+        ticket.state = target
+        ticket.state_changed_at = timezone.now()
+    sla.note_action(ticket, performer, before, missed=missed)
 
 
 @dataclass(frozen=True)
@@ -1049,14 +1060,8 @@ def _perform_batch(performer: Performer, ids: list[str], step: Step) -> dict[str
                 for perm in ACTION_PERMS[step.perm_key]:
                     if perm not in granted.get(ticket.store_id, ()):
                         raise missing_perm(perm)
-            target = step.choose_target(ticket) if step.choose_target else _target(step.action, ticket)
-            extra = step.change(ticket, target) if step.change else None
-            if extra:
-                payload.update(extra)
-            if target != before:
-                ticket.state = target
-                ticket.state_changed_at = timezone.now()
-            sla.note_action(ticket, performer, before, missed=missed.get(ticket.pk, set()))
+            _decide(performer, ticket, step.action, step.change, step.choose_target, payload,
+                    missed=missed.get(ticket.pk, set()))
         except AppError as exc:  # nothing of this request is written; its refusal is logged as perform logs it
             seen[ticket.pk] = outcome[ticket_id] = exc
             log_rows.append((ticket, {"performer": performer, "action": log_name, "before": before, "after": before,
